@@ -1,0 +1,138 @@
+//! The storage primitives a backend implements.
+//!
+//! A backend is deliberately small: read one key, commit one conditional
+//! write, list a collection. Patching, validation, preconditions and retry
+//! loops live once, in [`Store`](crate::Store), so every backend gets them
+//! identically.
+
+use std::fmt;
+
+use crate::body::Body;
+use crate::error::Result;
+use crate::key::Key;
+pub use crate::precondition::Current;
+
+/// A key's stored record: its last revision and its body, or `None` for a
+/// tombstone left by a delete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Revision of the last committed write (1 on create, +1 on every write).
+    pub revision: u64,
+    /// The body, or `None` when the last write was a delete.
+    pub body: Option<Body>,
+}
+
+impl Record {
+    /// The state this record represents.
+    pub fn current(&self) -> Current {
+        match self.body {
+            Some(_) => Current::Live {
+                revision: self.revision,
+            },
+            None => Current::Deleted {
+                revision: self.revision,
+            },
+        }
+    }
+}
+
+/// The state of an optional record (`None` means the key was never written).
+pub fn current_of(record: Option<&Record>) -> Current {
+    record.map_or(Current::Missing, Record::current)
+}
+
+/// One live document in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Entry {
+    /// The document's name within its collection.
+    pub name: String,
+    /// Its current revision.
+    pub revision: u64,
+}
+
+/// A requirement on a second key checked atomically with a commit: the
+/// commit happens only if `key` is still at `revision` (0: never written).
+///
+/// The engine uses it to tie a document write to the schema revision it was
+/// validated against. Guard keys are always in a reserved (`_`) collection
+/// and the committed key never is, so a backend that locks the guard key
+/// before the document key has one global lock order.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard<'a> {
+    /// The guarding key.
+    pub key: &'a Key,
+    /// The last revision (live or tombstone) it must still have.
+    pub revision: u64,
+}
+
+/// One conditional write.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// The key written.
+    pub key: &'a Key,
+    /// The last revision (live or tombstone) the key must still have for the
+    /// write to happen; 0 when the key must never have been written.
+    pub expected: u64,
+    /// The new body, or `None` to leave a tombstone (a delete).
+    pub body: Option<&'a Body>,
+    /// An optional second key that must be unchanged.
+    pub guard: Option<Guard<'a>>,
+}
+
+impl Commit<'_> {
+    /// The revision this commit writes.
+    pub fn new_revision(&self) -> u64 {
+        self.expected + 1
+    }
+}
+
+/// What a backend did with a [`Commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The write is committed at `expected + 1`.
+    Committed,
+    /// The key was no longer at `expected`; nothing was written.
+    Conflict {
+        /// What the key holds now.
+        actual: Current,
+    },
+    /// The guard key was no longer at its revision; nothing was written.
+    GuardChanged {
+        /// What the guard key holds now.
+        actual: Current,
+    },
+}
+
+/// A place where documents are stored.
+///
+/// # Contract
+/// - [`read`](Self::read) returns only committed records, never a torn or
+///   partly written one, and never one older than a commit that returned
+///   before the read began.
+/// - [`commit`](Self::commit) is atomic and conditional: it writes
+///   `expected + 1` if and only if the key's last revision (live or
+///   tombstone, 0 when never written) is still `expected` and the guard, if
+///   any, still holds — checked and written as one step with respect to every
+///   other commit on the same store, from any thread, handle or process.
+///   Once it returns [`CommitOutcome::Committed`] the write is visible to
+///   every later read, and durable to the degree the backend's durability
+///   setting promises.
+/// - [`list`](Self::list) returns the live documents of a collection, sorted
+///   by name. It need not be a snapshot: each entry is some committed state.
+/// - Reads never write.
+///
+/// Keys handed to a backend are already validated, and bodies already
+/// checked against the store's limits.
+pub trait StorageBackend: Send + Sync + fmt::Debug {
+    /// A short name for messages: `"memory"`, `"yaml"`, `"sqlite"`.
+    fn kind(&self) -> &'static str;
+
+    /// Reads a key's record; `None` when it was never written.
+    fn read(&self, key: &Key) -> Result<Option<Record>>;
+
+    /// Commits one conditional write; see the trait's contract.
+    fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome>;
+
+    /// Lists the live documents of a collection, sorted by name.
+    fn list(&self, collection: &str) -> Result<Vec<Entry>>;
+}

@@ -1,0 +1,265 @@
+//! Bodies, documents and the limits every stored value obeys.
+
+use std::io;
+
+use serde_json::Value;
+
+use crate::error::{Error, LimitKind, Result};
+use crate::key::Key;
+
+/// A document body: a mapping with string keys whose order is preserved.
+pub type Body = serde_json::Map<String, Value>;
+
+/// A live document as read or written: its body and revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Revision of the write that produced this body.
+    pub revision: u64,
+    /// The body.
+    pub body: Body,
+}
+
+/// A typed document from [`Store::get_as`](crate::Store::get_as).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// Revision of the write that produced this value.
+    pub revision: u64,
+    /// The body, deserialized.
+    pub value: T,
+}
+
+/// Bounds on the values revstore accepts. Exceeding one is
+/// [`Error::LimitExceeded`] and changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of mappings and sequences, counting the body's own
+    /// mapping as 1 (default 64).
+    pub max_depth: usize,
+    /// Largest body, measured as compact JSON, in bytes (default 8 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 64,
+            max_body_bytes: 8 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that `value` is a mapping within the limits and returns it as
+    /// a body.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBody`] when it is not a mapping,
+    /// [`Error::LimitExceeded`] when it is too deep or too large.
+    pub fn check_value(&self, key: &Key, value: Value) -> Result<Body> {
+        match value {
+            Value::Object(body) => match self.check_body(key, &body) {
+                Ok(()) => Ok(body),
+                Err(e) => {
+                    dispose(Value::Object(body));
+                    Err(e)
+                }
+            },
+            other => Err(Error::InvalidBody {
+                key: key.clone(),
+                reason: format!(
+                    "the top level must be a mapping, not {}",
+                    value_kind(&other)
+                ),
+            }),
+        }
+    }
+
+    /// Checks that a body is within the limits.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] naming the key and the limit.
+    pub fn check_body(&self, key: &Key, body: &Body) -> Result<()> {
+        // Depth first, without recursion: a value built in memory may be
+        // arbitrarily deep and must not overflow the stack here.
+        let mut stack: Vec<(&Value, usize)> = body.values().map(|v| (v, 1)).collect();
+        if self.max_depth == 0 {
+            return Err(self.exceeded(key, "body", LimitKind::Depth));
+        }
+        check_depth(&mut stack, self.max_depth)
+            .map_err(|()| self.exceeded(key, "body", LimitKind::Depth))?;
+        if encoded_len(body, self.max_body_bytes) > self.max_body_bytes {
+            return Err(self.exceeded(key, "body", LimitKind::Size));
+        }
+        Ok(())
+    }
+
+    /// Checks a patch document (merge patch or JSON Patch array) against the
+    /// limits, allowing the two extra levels a JSON Patch operation adds.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] naming the key.
+    pub fn check_patch(&self, key: &Key, patch: &Value) -> Result<()> {
+        let mut stack = vec![(patch, 0usize)];
+        check_depth(&mut stack, self.max_depth + 2)
+            .map_err(|()| self.exceeded(key, "patch", LimitKind::Depth))?;
+        if encoded_len(patch, self.max_body_bytes) > self.max_body_bytes {
+            return Err(self.exceeded(key, "patch", LimitKind::Size));
+        }
+        Ok(())
+    }
+
+    fn exceeded(&self, key: &Key, what: &'static str, limit: LimitKind) -> Error {
+        Error::LimitExceeded {
+            key: key.clone(),
+            what,
+            limit,
+            max: match limit {
+                LimitKind::Depth => self.max_depth,
+                LimitKind::Size => self.max_body_bytes,
+            },
+        }
+    }
+}
+
+/// Walks `stack` (values with the depth of their container) and fails if a
+/// container sits deeper than `max`.
+fn check_depth<'v>(stack: &mut Vec<(&'v Value, usize)>, max: usize) -> Result<(), ()> {
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &'v Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        let inner = depth + 1;
+        if inner > max {
+            return Err(());
+        }
+        stack.extend(children.map(|child| (child, inner)));
+    }
+    Ok(())
+}
+
+/// The compact JSON length of a depth-checked value, counting at most a
+/// little past `cap` so a huge value is not encoded in full.
+fn encoded_len<T: serde::Serialize + ?Sized>(value: &T, cap: usize) -> usize {
+    struct Counter {
+        len: usize,
+        cap: usize,
+    }
+    impl io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.len += buf.len();
+            if self.len > self.cap {
+                // Stop early: the value is too large either way.
+                return Err(io::Error::other("over the size limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { len: 0, cap };
+    // The only error the writer produces is "over the cap"; serializing a
+    // serde_json value cannot fail otherwise.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.len
+}
+
+/// Drops a value without recursion. serde_json's own drop recurses once per
+/// level, so a refused 100 000-level value would overflow the stack.
+pub(crate) fn dispose(value: Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+}
+
+/// A short word for a JSON value's type, for messages.
+pub fn value_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key() -> Key {
+        Key::new("c", "n").unwrap()
+    }
+
+    fn nested(depth: usize) -> Value {
+        let mut v = json!(1);
+        for _ in 0..depth {
+            v = json!({ "a": v });
+        }
+        v
+    }
+
+    #[test]
+    fn depth_counts_the_body_as_one() {
+        let limits = Limits::default();
+        // nested(64) is 64 mappings deep, including the body itself.
+        assert!(limits.check_value(&key(), nested(64)).is_ok());
+        assert!(matches!(
+            limits.check_value(&key(), nested(65)),
+            Err(Error::LimitExceeded {
+                limit: LimitKind::Depth,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn very_deep_values_do_not_overflow() {
+        let limits = Limits::default();
+        let mut v = json!(null);
+        for _ in 0..100_000 {
+            v = Value::Array(vec![v]);
+        }
+        let mut top = Body::new();
+        top.insert("a".into(), v);
+        let deep = Value::Object(top);
+        assert!(limits.check_patch(&key(), &deep).is_err());
+        assert!(limits.check_value(&key(), deep).is_err());
+    }
+
+    #[test]
+    fn size_limit() {
+        let limits = Limits {
+            max_depth: 64,
+            max_body_bytes: 20,
+        };
+        assert!(limits.check_value(&key(), json!({"a": "0123456"})).is_ok());
+        assert!(matches!(
+            limits.check_value(&key(), json!({"a": "0123456789012345"})),
+            Err(Error::LimitExceeded {
+                limit: LimitKind::Size,
+                max: 20,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn non_mappings_are_refused() {
+        for v in [json!(1), json!("x"), json!([1]), json!(null), json!(true)] {
+            assert!(matches!(
+                Limits::default().check_value(&key(), v),
+                Err(Error::InvalidBody { .. })
+            ));
+        }
+    }
+}

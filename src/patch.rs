@@ -1,0 +1,263 @@
+//! Patches: RFC 7396 merge patches and RFC 6902 JSON Patches.
+//!
+//! The algorithms are the `json-patch` crate's; this module adds what a
+//! store needs around them: parsing with errors that name the key, limits
+//! on the patch and on the result, and the rule that a body stays a mapping.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::body::{value_kind, Body, Limits};
+use crate::error::{Error, Result};
+use crate::key::Key;
+
+/// A change to apply to the current body of a document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "patch", rename_all = "snake_case")]
+pub enum Patch {
+    /// An RFC 7396 merge patch: a mapping whose keys are set, `null` removes
+    /// a key, nested mappings merge recursively, sequences are replaced.
+    Merge(Value),
+    /// An RFC 6902 JSON Patch: a sequence of `add`, `remove`, `replace`,
+    /// `move`, `copy` and `test` operations, applied all or nothing.
+    Json(Value),
+}
+
+impl Patch {
+    /// The patch document as given.
+    pub fn value(&self) -> &Value {
+        match self {
+            Patch::Merge(v) | Patch::Json(v) => v,
+        }
+    }
+
+    /// Parses and checks the patch without applying it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPatch`] or [`Error::LimitExceeded`] naming `key`.
+    pub fn prepare(&self, key: &Key, limits: &Limits) -> Result<PreparedPatch> {
+        limits.check_patch(key, self.value())?;
+        match self {
+            Patch::Merge(v) => match v {
+                Value::Object(_) => Ok(PreparedPatch::Merge(v.clone())),
+                other => Err(Error::InvalidPatch {
+                    key: key.clone(),
+                    reason: format!(
+                        "a merge patch must be a mapping, not {} (it would replace the whole body)",
+                        value_kind(other)
+                    ),
+                }),
+            },
+            Patch::Json(v) => {
+                let ops: json_patch::Patch =
+                    serde_json::from_value(v.clone()).map_err(|e| Error::InvalidPatch {
+                        key: key.clone(),
+                        reason: format!("not an RFC 6902 JSON Patch: {e}"),
+                    })?;
+                Ok(PreparedPatch::Json(ops))
+            }
+        }
+    }
+}
+
+/// A parsed, limit-checked patch, ready to apply to bodies (again and again
+/// when a write is retried).
+#[derive(Debug, Clone)]
+pub enum PreparedPatch {
+    /// A merge patch (always a mapping).
+    Merge(Value),
+    /// A parsed JSON Patch.
+    Json(json_patch::Patch),
+}
+
+impl PreparedPatch {
+    /// Applies the patch to a copy of `body` and returns the new body,
+    /// checked against `limits`.
+    ///
+    /// # Errors
+    /// [`Error::PatchTestFailed`] when a `test` operation does not hold,
+    /// [`Error::InvalidPatch`] when an operation cannot apply (a missing
+    /// path, an out-of-range index) or the result is not a mapping,
+    /// [`Error::LimitExceeded`] when the result is too deep or too large.
+    pub fn apply(&self, key: &Key, body: &Body, limits: &Limits) -> Result<Body> {
+        let mut doc = Value::Object(body.clone());
+        match self {
+            PreparedPatch::Merge(patch) => json_patch::merge(&mut doc, patch),
+            PreparedPatch::Json(ops) => {
+                // The working copy is discarded on error, so the crate's
+                // undo log (and its `unreachable!`) is not needed.
+                json_patch::patch_unsafe(&mut doc, &ops.0).map_err(|e| match e.kind {
+                    json_patch::PatchErrorKind::TestFailed => Error::PatchTestFailed {
+                        key: key.clone(),
+                        path: e.path.to_string(),
+                        reason: format!("operation {} found a different value", e.operation),
+                    },
+                    _ => Error::InvalidPatch {
+                        key: key.clone(),
+                        reason: e.to_string(),
+                    },
+                })?;
+            }
+        }
+        match doc {
+            Value::Object(mut out) => {
+                let hint = match self {
+                    PreparedPatch::Merge(Value::Object(p)) => Some(p),
+                    _ => None,
+                };
+                restore_order(body, &mut out, hint);
+                limits.check_body(key, &out)?;
+                Ok(out)
+            }
+            other => Err(Error::InvalidPatch {
+                key: key.clone(),
+                reason: format!(
+                    "the patched body would be {}, but a body must be a mapping",
+                    value_kind(&other)
+                ),
+            }),
+        }
+    }
+}
+
+/// Puts the keys of `new` back in the order a reader expects: keys that
+/// were in `old` keep their old places, added keys follow in the order the
+/// merge patch (`hint`) names them, or else in the order they now stand.
+///
+/// `serde_json`'s ordered map removes keys by swapping the last key into the
+/// hole, so without this a patch that removes one key would shuffle the
+/// others, and a hand-kept YAML file would come back reordered.
+fn restore_order(old: &Body, new: &mut Body, hint: Option<&Body>) {
+    let old_rank: std::collections::HashMap<&str, usize> = old
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let hint_rank: std::collections::HashMap<&str, usize> = hint
+        .map(|h| h.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect())
+        .unwrap_or_default();
+    let mut entries: Vec<(usize, String, Value)> = std::mem::take(new)
+        .into_iter()
+        .enumerate()
+        .map(|(pos, (k, v))| {
+            let rank = match (old_rank.get(k.as_str()), hint_rank.get(k.as_str())) {
+                (Some(&i), _) => i,
+                (None, Some(&i)) => old.len() + i,
+                (None, None) => old.len() + hint_rank.len() + pos,
+            };
+            (rank, k, v)
+        })
+        .collect();
+    entries.sort_by_key(|(rank, _, _)| *rank);
+    for (_, k, mut v) in entries {
+        if let (Some(Value::Object(old_child)), Value::Object(new_child)) = (old.get(&k), &mut v) {
+            let child_hint = match hint.and_then(|h| h.get(&k)) {
+                Some(Value::Object(h)) => Some(h),
+                _ => None,
+            };
+            restore_order(old_child, new_child, child_hint);
+        }
+        new.insert(k, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key() -> Key {
+        Key::new("c", "n").unwrap()
+    }
+
+    fn apply(patch: Patch, body: Value) -> Result<Value> {
+        let limits = Limits::default();
+        let Value::Object(body) = body else { panic!() };
+        patch
+            .prepare(&key(), &limits)?
+            .apply(&key(), &body, &limits)
+            .map(Value::Object)
+    }
+
+    #[test]
+    fn merge_rfc7396() {
+        let out = apply(
+            Patch::Merge(
+                json!({"a": {"b": null, "c": 2}, "l": [1], "z": null, "n": {"x": null, "y": 1}}),
+            ),
+            json!({"z": 0, "a": {"b": 1, "d": 3}, "l": [0, 0]}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"a": {"d": 3, "c": 2}, "l": [1], "n": {"y": 1}}));
+        // key order: existing keys keep their place, new keys go last
+        let keys: Vec<_> = out.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["a", "l", "n"]);
+    }
+
+    #[test]
+    fn removing_keys_keeps_the_order_of_the_others() {
+        let out = apply(
+            Patch::Merge(json!({"c": 1, "d": 2, "a": null, "m": {"x": null, "q": 0}})),
+            json!({"a": 0, "b": 0, "m": {"x": 0, "y": 0, "z": 0}, "e": 0}),
+        )
+        .unwrap();
+        let keys: Vec<_> = out.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["b", "m", "e", "c", "d"]);
+        let inner: Vec<_> = out["m"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(inner, ["y", "z", "q"]);
+        let out = apply(
+            Patch::Json(json!([{"op": "remove", "path": "/a"}])),
+            json!({"a": 0, "b": 0, "c": 0, "d": 0}),
+        )
+        .unwrap();
+        let keys: Vec<_> = out.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn merge_must_be_a_mapping() {
+        assert!(matches!(
+            apply(Patch::Merge(json!([1])), json!({})),
+            Err(Error::InvalidPatch { .. })
+        ));
+    }
+
+    #[test]
+    fn json_patch_ops_and_test() {
+        let out = apply(
+            Patch::Json(json!([
+                {"op": "test", "path": "/a", "value": 1},
+                {"op": "add", "path": "/l/-", "value": 9},
+                {"op": "move", "from": "/a", "path": "/b"}
+            ])),
+            json!({"a": 1, "l": [1]}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"l": [1, 9], "b": 1}));
+        assert!(matches!(
+            apply(
+                Patch::Json(json!([{"op": "test", "path": "/a", "value": 2}])),
+                json!({"a": 1})
+            ),
+            Err(Error::PatchTestFailed { path, .. }) if path == "/a"
+        ));
+        assert!(matches!(
+            apply(
+                Patch::Json(json!([{"op": "remove", "path": "/nope"}])),
+                json!({"a": 1})
+            ),
+            Err(Error::InvalidPatch { .. })
+        ));
+        assert!(matches!(
+            apply(Patch::Json(json!({"op": "add"})), json!({})),
+            Err(Error::InvalidPatch { .. })
+        ));
+        assert!(matches!(
+            apply(
+                Patch::Json(json!([{"op": "replace", "path": "", "value": 3}])),
+                json!({})
+            ),
+            Err(Error::InvalidPatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,332 @@
+//! The engine: the one place where preconditions, patches, validation and
+//! retries happen, on top of any [`StorageBackend`].
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::backend::{current_of, Commit, CommitOutcome, Entry, Record, StorageBackend};
+use crate::body::{Body, Document, Limits, Versioned};
+use crate::error::{Error, Result};
+use crate::key::{validate_collection, Key};
+use crate::patch::Patch;
+use crate::precondition::{Current, Precondition};
+use crate::retry::RetryPolicy;
+
+/// Settings of a [`Store`] handle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bounds on bodies and patches.
+    pub limits: Limits,
+    /// How unconditional writes retry after losing a race.
+    pub retry: RetryPolicy,
+}
+
+/// A handle on a store of revisioned documents.
+///
+/// # Guarantees
+/// - **No lost update.** Every write is a conditional commit on the revision
+///   it was computed from. A write without a revision precondition that loses
+///   a race re-reads the newest body and re-applies itself (patches and
+///   [`update`](Store::update) closures run again on the new body), so
+///   concurrent patches to different fields all survive. A write with
+///   [`Precondition::Revision`] is a compare-and-swap and fails with
+///   [`Error::Conflict`] instead.
+/// - **One revision per write.** Each committed write of a key produces the
+///   next revision (1 on create); revisions are never reused, even across a
+///   delete and re-create, so a stale compare-and-swap cannot succeed by
+///   coincidence.
+/// - **Nothing on error.** A call that fails with anything but an I/O or
+///   backend error during the commit itself has changed nothing.
+/// - **Shareable.** `Store` is `Send + Sync` and cheap to clone (clones share
+///   the backend); many threads, handles and processes may use the same
+///   location at once, as the backend documents.
+///
+/// # Example
+/// ```
+/// use revstore::{MemoryBackend, Patch, Precondition, Store};
+/// use serde_json::json;
+///
+/// # fn main() -> revstore::Result<()> {
+/// let store = Store::open(MemoryBackend::new());
+/// let doc = store.create("models", "orders", json!({"description": "All orders"}))?;
+/// assert_eq!(doc.revision, 1);
+///
+/// // A patch applies to the current body, whoever wrote it.
+/// let doc = store.patch("models", "orders", &Patch::Merge(json!({"joins": ["customers"]})), Precondition::Any)?;
+/// assert_eq!(doc.revision, 2);
+/// assert_eq!(doc.body["description"], "All orders");
+///
+/// // A compare-and-swap on a stale revision changes nothing.
+/// let stale = store.replace("models", "orders", json!({}), Precondition::Revision(1));
+/// assert!(matches!(stale, Err(revstore::Error::Conflict { .. })));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<dyn StorageBackend>,
+    options: StoreOptions,
+}
+
+impl Store {
+    /// Opens a store on a backend with default options.
+    pub fn open(backend: impl StorageBackend + 'static) -> Store {
+        Store::with_options(Arc::new(backend), StoreOptions::default())
+    }
+
+    /// Opens a store on a shared backend with the given options.
+    pub fn with_options(backend: Arc<dyn StorageBackend>, options: StoreOptions) -> Store {
+        Store { backend, options }
+    }
+
+    /// The backend this handle writes to.
+    pub fn backend(&self) -> &Arc<dyn StorageBackend> {
+        &self.backend
+    }
+
+    /// This handle's options.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Reads a live document; `None` when it does not exist or was deleted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], and the backend's errors ([`Error::Corrupt`]
+    /// for stored data that does not parse, [`Error::Io`], …).
+    pub fn get(&self, collection: &str, name: &str) -> Result<Option<Document>> {
+        self.get_key(&Key::new(collection, name)?)
+    }
+
+    fn get_key(&self, key: &Key) -> Result<Option<Document>> {
+        Ok(self.backend.read(key)?.and_then(|r| {
+            r.body.map(|body| Document {
+                revision: r.revision,
+                body,
+            })
+        }))
+    }
+
+    /// Reads a key's record including a tombstone: `None` when never
+    /// written, `body: None` when deleted. For tools that need the revision
+    /// of a delete.
+    ///
+    /// # Errors
+    /// As [`get`](Store::get).
+    pub fn get_record(&self, collection: &str, name: &str) -> Result<Option<Record>> {
+        let key = Key::new(collection, name)?;
+        self.backend.read(&key)
+    }
+
+    /// Reads a live document into a typed model.
+    ///
+    /// # Errors
+    /// As [`get`](Store::get), and [`Error::Deserialize`] naming the key when
+    /// the body does not fit `T`.
+    pub fn get_as<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        name: &str,
+    ) -> Result<Option<Versioned<T>>> {
+        let key = Key::new(collection, name)?;
+        let Some(doc) = self.get_key(&key)? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_value(Value::Object(doc.body))
+            .map_err(|source| Error::Deserialize { key, source })?;
+        Ok(Some(Versioned {
+            revision: doc.revision,
+            value,
+        }))
+    }
+
+    /// Lists the live documents of a collection (names and revisions),
+    /// sorted by name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad collection, and the backend's errors.
+    pub fn list(&self, collection: &str) -> Result<Vec<Entry>> {
+        validate_collection(collection)?;
+        self.backend.list(collection)
+    }
+
+    /// Creates a document; fails with [`Error::Conflict`] if a live one
+    /// exists. A re-create after a delete continues the revision sequence.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`], the validation errors of [`replace`](Store::replace).
+    pub fn create(&self, collection: &str, name: &str, body: Value) -> Result<Document> {
+        self.replace(collection, name, body, Precondition::Absent)
+    }
+
+    /// Writes a whole body. With [`Precondition::Any`] it creates or
+    /// overwrites; with [`Precondition::Absent`] it only creates; with
+    /// [`Precondition::Revision`] it is a compare-and-swap.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidBody`] (not a mapping),
+    /// [`Error::LimitExceeded`], [`Error::Conflict`], and the backend's errors.
+    pub fn replace(
+        &self,
+        collection: &str,
+        name: &str,
+        body: Value,
+        precondition: Precondition,
+    ) -> Result<Document> {
+        let key = Key::new(collection, name)?;
+        let body = self.options.limits.check_value(&key, body)?;
+        self.write(&key, precondition, |_key, _current| Ok(Some(body.clone())))
+            .map(|(revision, body)| Document {
+                revision,
+                body: body.unwrap_or_default(),
+            })
+    }
+
+    /// Applies a patch to the current body and returns the new document.
+    ///
+    /// With [`Precondition::Any`] the document must exist; a concurrent
+    /// write makes the patch re-apply to the newer body. With
+    /// [`Precondition::Revision`] it applies only to that revision. With
+    /// [`Precondition::Absent`] it creates the document from the patch
+    /// applied to an empty body.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Conflict`], [`Error::InvalidPatch`],
+    /// [`Error::PatchTestFailed`], [`Error::LimitExceeded`],
+    /// [`Error::RetriesExhausted`], and the backend's errors.
+    pub fn patch(
+        &self,
+        collection: &str,
+        name: &str,
+        patch: &Patch,
+        precondition: Precondition,
+    ) -> Result<Document> {
+        let key = Key::new(collection, name)?;
+        let limits = self.options.limits;
+        let prepared = patch.prepare(&key, &limits)?;
+        let empty = Body::new();
+        self.write(&key, precondition, |key, current| {
+            let base = match current.and_then(|r| r.body.as_ref()) {
+                Some(body) => body,
+                None if precondition == Precondition::Absent => &empty,
+                None => return Err(Error::NotFound { key: key.clone() }),
+            };
+            prepared.apply(key, base, &limits).map(Some)
+        })
+        .map(|(revision, body)| Document {
+            revision,
+            body: body.unwrap_or_default(),
+        })
+    }
+
+    /// Runs `change` on the current body and commits the result; when a
+    /// concurrent writer wins, re-reads and runs `change` again on the newer
+    /// body. `change` may therefore run more than once and should have no
+    /// other effects. An error from `change` aborts with nothing written.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Aborted`] carrying the closure's error,
+    /// [`Error::LimitExceeded`], [`Error::RetriesExhausted`], and the
+    /// backend's errors.
+    pub fn update<F>(&self, collection: &str, name: &str, mut change: F) -> Result<Document>
+    where
+        F: FnMut(&mut Body) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let key = Key::new(collection, name)?;
+        let limits = self.options.limits;
+        self.write(&key, Precondition::Any, |key, current| {
+            let Some(mut body) = current.and_then(|r| r.body.clone()) else {
+                return Err(Error::NotFound { key: key.clone() });
+            };
+            change(&mut body).map_err(|source| Error::Aborted {
+                key: key.clone(),
+                source,
+            })?;
+            limits.check_body(key, &body)?;
+            Ok(Some(body))
+        })
+        .map(|(revision, body)| Document {
+            revision,
+            body: body.unwrap_or_default(),
+        })
+    }
+
+    /// Deletes a document, leaving a tombstone that keeps its revision, and
+    /// returns the tombstone's revision.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no live document (with
+    /// [`Precondition::Any`] or [`Precondition::Absent`]), [`Error::Conflict`]
+    /// when a revision precondition fails, and the backend's errors.
+    pub fn delete(&self, collection: &str, name: &str, precondition: Precondition) -> Result<u64> {
+        let key = Key::new(collection, name)?;
+        self.write(&key, precondition, |key, current| {
+            match current.map(Record::current) {
+                Some(Current::Live { .. }) => Ok(None),
+                _ => Err(Error::NotFound { key: key.clone() }),
+            }
+        })
+        .map(|(revision, _)| revision)
+    }
+
+    /// The write loop shared by every operation: read, check the
+    /// precondition, compute the new body, commit on the revision read;
+    /// after a lost race, back off and start again from a fresh read.
+    fn write<F>(
+        &self,
+        key: &Key,
+        precondition: Precondition,
+        mut step: F,
+    ) -> Result<(u64, Option<Body>)>
+    where
+        F: FnMut(&Key, Option<&Record>) -> Result<Option<Body>>,
+    {
+        let retry = self.options.retry;
+        let mut attempt = 1u32;
+        loop {
+            let record = self.backend.read(key)?;
+            let current = current_of(record.as_ref());
+            if !precondition.holds(current) {
+                return Err(Error::Conflict {
+                    key: key.clone(),
+                    expected: precondition,
+                    actual: current,
+                });
+            }
+            let body = step(key, record.as_ref())?;
+            let commit = Commit {
+                key,
+                expected: current.last_revision(),
+                body: body.as_ref(),
+                guard: None,
+            };
+            match self.backend.commit(&commit)? {
+                CommitOutcome::Committed => return Ok((commit.new_revision(), body)),
+                CommitOutcome::Conflict { actual } => {
+                    // A compare-and-swap reports the loss at once; the next
+                    // read would only confirm that the revision moved on.
+                    if let Precondition::Revision(_) = precondition {
+                        return Err(Error::Conflict {
+                            key: key.clone(),
+                            expected: precondition,
+                            actual,
+                        });
+                    }
+                }
+                CommitOutcome::GuardChanged { .. } => {}
+            }
+            if attempt >= retry.max_attempts {
+                return Err(Error::RetriesExhausted {
+                    key: key.clone(),
+                    attempts: attempt,
+                });
+            }
+            attempt += 1;
+            let pause = retry.backoff(attempt);
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
