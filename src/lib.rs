@@ -52,6 +52,7 @@
 
 pub mod backend;
 mod body;
+mod durability;
 mod error;
 mod key;
 mod memory;
@@ -64,6 +65,7 @@ pub mod testkit;
 
 pub use backend::{Commit, CommitOutcome, Entry, Guard, Record, StorageBackend};
 pub use body::{value_kind, Body, Document, Limits, Versioned};
+pub use durability::Durability;
 pub use error::{Error, LimitKind, NameKind, Result};
 pub use key::{validate_collection, validate_name, Key, MAX_NAME_LEN};
 pub use memory::MemoryBackend;

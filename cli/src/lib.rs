@@ -1,1 +1,55 @@
-//! placeholder
+//! The library half of the `revstore` command-line tool: opening a store
+//! from a URL-like string, shared with tests and scripts.
+
+use std::path::Path;
+
+use revstore::{Durability, Error, MemoryBackend, Result, Store};
+use revstore_sqlite::{SqliteBackend, SqliteOptions};
+use revstore_yaml::{YamlBackend, YamlOptions};
+
+/// Opens a store from `yaml:DIR`, `sqlite:FILE` or `memory:`, optionally
+/// followed by `?durability=full|relaxed`.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for an unknown scheme or option, and the
+/// backend's errors when opening.
+pub fn open_store(url: &str) -> Result<Store> {
+    let invalid = |reason: &str| Error::InvalidConfig {
+        input: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (location, query) = match url.split_once('?') {
+        Some((l, q)) => (l, Some(q)),
+        None => (url, None),
+    };
+    let mut durability = Durability::default();
+    for option in query.into_iter().flat_map(|q| q.split('&')) {
+        match option.split_once('=') {
+            Some(("durability", value)) => durability = value.parse()?,
+            _ => {
+                return Err(invalid(&format!(
+                    "unknown option {option:?}; the one option is durability=full|relaxed"
+                )))
+            }
+        }
+    }
+    let (scheme, path) = location
+        .split_once(':')
+        .ok_or_else(|| invalid("expected yaml:DIR, sqlite:FILE or memory:"))?;
+    match scheme {
+        "yaml" | "sqlite" if path.is_empty() => Err(invalid("the path is empty")),
+        "yaml" => Ok(Store::open(YamlBackend::open_with(
+            Path::new(path),
+            YamlOptions { durability },
+        )?)),
+        "sqlite" => Ok(Store::open(SqliteBackend::open_with(
+            Path::new(path),
+            SqliteOptions { durability },
+        )?)),
+        "memory" if path.is_empty() => Ok(Store::open(MemoryBackend::new())),
+        "memory" => Err(invalid("memory: takes no path")),
+        _ => Err(invalid(
+            "unknown scheme; expected yaml:, sqlite: or memory:",
+        )),
+    }
+}
