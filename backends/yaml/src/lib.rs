@@ -20,3 +20,18 @@ impl YamlBackend {
         todo!("scaffold")
     }
 }
+
+impl revstore::StorageBackend for YamlBackend {
+    fn kind(&self) -> &'static str {
+        todo!("scaffold")
+    }
+    fn read(&self, key: &revstore::Key) -> Result<Option<revstore::Record>> {
+        todo!("scaffold")
+    }
+    fn commit(&self, commit: &revstore::Commit<'_>) -> Result<revstore::CommitOutcome> {
+        todo!("scaffold")
+    }
+    fn list(&self, collection: &str) -> Result<Vec<revstore::Entry>> {
+        todo!("scaffold")
+    }
+}
