@@ -1,1 +1,597 @@
-//! (in progress)
+//! The conformance suite: every operation, precondition and error, value
+//! round trips, tombstones, key order — identical on every backend.
+//!
+//! Each check is a public function taking a [`TestBackend`]; the
+//! [`conformance_tests!`](crate::conformance_tests) macro turns them into one
+//! `#[test]` each, so a backend's test file is one line.
+
+use serde_json::{json, Value};
+
+use super::{TestBackend, TestLocation};
+use crate::{Current, Error, LimitKind, NameKind, Patch, Precondition, Store};
+
+/// Generates one `#[test]` per conformance check and per in-process race
+/// for a backend, e.g.
+/// `revstore::conformance_tests!(revstore::testkit::MemoryTestBackend);`
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:expr) => {
+        $crate::conformance_tests!(@each $backend;
+            conformance::create_then_get,
+            conformance::create_twice_conflicts,
+            conformance::replace_preconditions,
+            conformance::merge_patch,
+            conformance::json_patch,
+            conformance::patch_preconditions,
+            conformance::delete_leaves_tombstone_and_recreate_continues,
+            conformance::delete_preconditions,
+            conformance::update_closure,
+            conformance::list_sorted_with_revisions,
+            conformance::values_round_trip,
+            conformance::invalid_input_changes_nothing,
+            conformance::handles_share_state,
+            conformance::typed_get,
+            races::increment_race_shared_handle,
+            races::increment_race_own_handles,
+            races::update_race,
+            races::disjoint_patches_all_survive,
+            races::slow_cache_refresh_keeps_concurrent_edit,
+            races::stale_cache_refresh_with_precondition_is_refused,
+        );
+    };
+    (@each $backend:expr; $($module:ident :: $check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::testkit::$module::$check(&$backend);
+            }
+        )*
+    };
+}
+
+fn fresh(backend: &dyn TestBackend) -> (Box<dyn TestLocation>, Store) {
+    let location = backend.fresh();
+    let store = location.open();
+    (location, store)
+}
+
+fn body(v: Value) -> crate::Body {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("test body must be a mapping: {other}"),
+    }
+}
+
+fn assert_conflict(
+    result: crate::Result<impl std::fmt::Debug>,
+    expected: Precondition,
+    actual: Current,
+) {
+    match result {
+        Err(Error::Conflict {
+            expected: e,
+            actual: a,
+            ..
+        }) => {
+            assert_eq!((e, a), (expected, actual), "conflict details");
+        }
+        other => panic!("expected a conflict ({expected} / {actual}), got {other:?}"),
+    }
+}
+
+fn assert_not_found(result: crate::Result<impl std::fmt::Debug>) {
+    assert!(
+        matches!(result, Err(Error::NotFound { .. })),
+        "expected NotFound, got {result:?}"
+    );
+}
+
+fn live(revision: u64) -> Current {
+    Current::Live { revision }
+}
+
+/// Create returns revision 1 and the body; get returns the same; a missing
+/// key reads as `None`.
+pub fn create_then_get(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    assert_eq!(s.get("models", "orders").unwrap(), None);
+    assert_eq!(s.get_record("models", "orders").unwrap(), None);
+    let doc = s
+        .create("models", "orders", json!({"description": "Orders", "n": 1}))
+        .unwrap();
+    assert_eq!(doc.revision, 1);
+    assert_eq!(doc.body, body(json!({"description": "Orders", "n": 1})));
+    let got = s.get("models", "orders").unwrap().expect("created");
+    assert_eq!(got, doc);
+    assert_eq!(s.get("models", "other").unwrap(), None);
+    assert_eq!(s.get("other", "orders").unwrap(), None);
+}
+
+/// A second create fails with a conflict naming the live revision and
+/// changes nothing.
+pub fn create_twice_conflicts(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    s.create("c", "a", json!({"v": 1})).unwrap();
+    assert_conflict(
+        s.create("c", "a", json!({"v": 2})),
+        Precondition::Absent,
+        live(1),
+    );
+    assert_eq!(
+        s.get("c", "a").unwrap().unwrap().body,
+        body(json!({"v": 1}))
+    );
+}
+
+/// `replace` with `Any` upserts, with `Revision` compare-and-swaps.
+pub fn replace_preconditions(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    assert_eq!(
+        s.replace("c", "a", json!({"v": 1}), Precondition::Any)
+            .unwrap()
+            .revision,
+        1
+    );
+    assert_eq!(
+        s.replace("c", "a", json!({"v": 2}), Precondition::Any)
+            .unwrap()
+            .revision,
+        2
+    );
+    let doc = s
+        .replace("c", "a", json!({"v": 3}), Precondition::Revision(2))
+        .unwrap();
+    assert_eq!((doc.revision, doc.body), (3, body(json!({"v": 3}))));
+    assert_conflict(
+        s.replace("c", "a", json!({"v": 4}), Precondition::Revision(2)),
+        Precondition::Revision(2),
+        live(3),
+    );
+    assert_conflict(
+        s.replace("c", "missing", json!({"v": 1}), Precondition::Revision(1)),
+        Precondition::Revision(1),
+        Current::Missing,
+    );
+    assert_eq!(s.get("c", "missing").unwrap(), None);
+    assert_eq!(
+        s.get("c", "a").unwrap().unwrap().body,
+        body(json!({"v": 3}))
+    );
+    assert_conflict(
+        s.replace("c", "a", json!({"v": 5}), Precondition::Absent),
+        Precondition::Absent,
+        live(3),
+    );
+}
+
+/// RFC 7396: keys set, `null` removes, mappings merge, sequences replaced;
+/// untouched keys keep their order.
+pub fn merge_patch(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    s.create(
+        "c",
+        "a",
+        json!({"z": 1, "a": {"x": 1, "y": 2}, "list": [1, 2], "gone": true, "m": 0}),
+    )
+    .unwrap();
+    let doc = s
+        .patch(
+            "c",
+            "a",
+            &Patch::Merge(json!({"a": {"x": null, "w": 3}, "list": [9], "gone": null, "new": "n"})),
+            Precondition::Any,
+        )
+        .unwrap();
+    let expected = json!({"z": 1, "a": {"y": 2, "w": 3}, "list": [9], "m": 0, "new": "n"});
+    assert_eq!(doc.revision, 2);
+    assert_eq!(doc.body, body(expected.clone()));
+    let stored = s.get("c", "a").unwrap().unwrap();
+    assert_eq!(stored, doc);
+    let keys: Vec<&String> = stored.body.keys().collect();
+    assert_eq!(keys, ["z", "a", "list", "m", "new"], "key order");
+}
+
+/// RFC 6902: operations apply all or nothing; a failing `test` is its own
+/// error and changes nothing.
+pub fn json_patch(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    s.create("c", "a", json!({"tags": ["a"], "n": 1})).unwrap();
+    let doc = s
+        .patch(
+            "c",
+            "a",
+            &Patch::Json(json!([
+                {"op": "test", "path": "/n", "value": 1},
+                {"op": "add", "path": "/tags/-", "value": "b"},
+                {"op": "replace", "path": "/n", "value": 2},
+            ])),
+            Precondition::Any,
+        )
+        .unwrap();
+    assert_eq!(
+        (doc.revision, &doc.body),
+        (2, &body(json!({"tags": ["a", "b"], "n": 2})))
+    );
+    let failed = s.patch(
+        "c",
+        "a",
+        &Patch::Json(json!([
+            {"op": "add", "path": "/tags/-", "value": "c"},
+            {"op": "test", "path": "/n", "value": 1},
+        ])),
+        Precondition::Any,
+    );
+    assert!(
+        matches!(failed, Err(Error::PatchTestFailed { ref path, .. }) if path == "/n"),
+        "{failed:?}"
+    );
+    let malformed = s.patch(
+        "c",
+        "a",
+        &Patch::Json(json!([{"op": "frobnicate"}])),
+        Precondition::Any,
+    );
+    assert!(
+        matches!(malformed, Err(Error::InvalidPatch { .. })),
+        "{malformed:?}"
+    );
+    let bad_path = s.patch(
+        "c",
+        "a",
+        &Patch::Json(json!([{"op": "remove", "path": "/nope"}])),
+        Precondition::Any,
+    );
+    assert!(
+        matches!(bad_path, Err(Error::InvalidPatch { .. })),
+        "{bad_path:?}"
+    );
+    let not_mapping = s.patch("c", "a", &Patch::Merge(json!([1])), Precondition::Any);
+    assert!(
+        matches!(not_mapping, Err(Error::InvalidPatch { .. })),
+        "{not_mapping:?}"
+    );
+    assert_eq!(
+        s.get("c", "a").unwrap().unwrap(),
+        doc,
+        "failed patches change nothing"
+    );
+}
+
+/// Patch preconditions: `Any` needs a live document, `Absent` creates from
+/// an empty body, `Revision` is a compare-and-swap.
+pub fn patch_preconditions(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    let p = Patch::Merge(json!({"v": 1}));
+    assert_not_found(s.patch("c", "a", &p, Precondition::Any));
+    assert_eq!(s.get_record("c", "a").unwrap(), None);
+    let doc = s.patch("c", "a", &p, Precondition::Absent).unwrap();
+    assert_eq!((doc.revision, doc.body), (1, body(json!({"v": 1}))));
+    assert_conflict(
+        s.patch("c", "a", &p, Precondition::Absent),
+        Precondition::Absent,
+        live(1),
+    );
+    let doc = s
+        .patch(
+            "c",
+            "a",
+            &Patch::Merge(json!({"w": 2})),
+            Precondition::Revision(1),
+        )
+        .unwrap();
+    assert_eq!(doc.revision, 2);
+    assert_conflict(
+        s.patch(
+            "c",
+            "a",
+            &Patch::Merge(json!({"x": 3})),
+            Precondition::Revision(1),
+        ),
+        Precondition::Revision(1),
+        live(2),
+    );
+    assert_eq!(
+        s.get("c", "a").unwrap().unwrap().body,
+        body(json!({"v": 1, "w": 2}))
+    );
+}
+
+/// A delete leaves a tombstone that keeps the revision: the key reads as
+/// absent, a re-create continues the sequence, and a compare-and-swap from
+/// before the delete can never succeed (no ABA).
+pub fn delete_leaves_tombstone_and_recreate_continues(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    s.create("c", "a", json!({"v": 1})).unwrap();
+    s.patch("c", "a", &Patch::Merge(json!({"v": 2})), Precondition::Any)
+        .unwrap();
+    assert_eq!(s.delete("c", "a", Precondition::Any).unwrap(), 3);
+    assert_eq!(s.get("c", "a").unwrap(), None);
+    let record = s.get_record("c", "a").unwrap().expect("tombstone");
+    assert_eq!((record.revision, record.body), (3, None));
+    assert!(s.list("c").unwrap().is_empty(), "tombstones are not listed");
+    assert_not_found(s.delete("c", "a", Precondition::Any));
+    assert_not_found(s.patch("c", "a", &Patch::Merge(json!({"v": 9})), Precondition::Any));
+    assert_not_found(s.update("c", "a", |_| Ok(())));
+    let deleted = Current::Deleted { revision: 3 };
+    assert_conflict(
+        s.replace("c", "a", json!({"v": 9}), Precondition::Revision(3)),
+        Precondition::Revision(3),
+        deleted,
+    );
+    let again = s.create("c", "a", json!({"v": "again"})).unwrap();
+    assert_eq!(
+        again.revision, 4,
+        "a re-create continues the revision sequence"
+    );
+    assert_conflict(
+        s.replace("c", "a", json!({"v": "stale"}), Precondition::Revision(2)),
+        Precondition::Revision(2),
+        live(4),
+    );
+    assert_eq!(s.list("c").unwrap().len(), 1);
+    // Delete then re-create through `replace(Any)` too.
+    s.delete("c", "a", Precondition::Revision(4)).unwrap();
+    assert_eq!(
+        s.replace("c", "a", json!({}), Precondition::Any)
+            .unwrap()
+            .revision,
+        6
+    );
+}
+
+/// Delete preconditions.
+pub fn delete_preconditions(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    assert_not_found(s.delete("c", "a", Precondition::Any));
+    assert_not_found(s.delete("c", "a", Precondition::Absent));
+    assert_conflict(
+        s.delete("c", "a", Precondition::Revision(1)),
+        Precondition::Revision(1),
+        Current::Missing,
+    );
+    assert_eq!(s.get_record("c", "a").unwrap(), None, "nothing written");
+    s.create("c", "a", json!({})).unwrap();
+    s.patch("c", "a", &Patch::Merge(json!({"v": 1})), Precondition::Any)
+        .unwrap();
+    assert_conflict(
+        s.delete("c", "a", Precondition::Revision(1)),
+        Precondition::Revision(1),
+        live(2),
+    );
+    assert_conflict(
+        s.delete("c", "a", Precondition::Absent),
+        Precondition::Absent,
+        live(2),
+    );
+    assert!(s.get("c", "a").unwrap().is_some());
+    assert_eq!(s.delete("c", "a", Precondition::Revision(2)).unwrap(), 3);
+}
+
+/// `update` applies a closure to the current body; an error from the
+/// closure aborts with nothing written.
+pub fn update_closure(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    assert_not_found(s.update("c", "a", |_| Ok(())));
+    s.create("c", "a", json!({"n": 1})).unwrap();
+    let doc = s
+        .update("c", "a", |b| {
+            let n = b
+                .get("n")
+                .and_then(Value::as_i64)
+                .ok_or("n is not an integer")?;
+            b.insert("n".into(), json!(n + 1));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((doc.revision, &doc.body), (2, &body(json!({"n": 2}))));
+    let aborted = s.update("c", "a", |_| Err("no thanks".into()));
+    assert!(
+        matches!(&aborted, Err(Error::Aborted { source, .. }) if source.to_string() == "no thanks"),
+        "{aborted:?}"
+    );
+    assert_eq!(s.get("c", "a").unwrap().unwrap(), doc);
+}
+
+/// `list` returns live documents of one collection, sorted by name, with
+/// their revisions.
+pub fn list_sorted_with_revisions(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    assert!(s.list("c").unwrap().is_empty());
+    for name in ["b", "a", "c.1", "A", "0"] {
+        s.create("c", name, json!({})).unwrap();
+    }
+    s.patch("c", "b", &Patch::Merge(json!({"x": 1})), Precondition::Any)
+        .unwrap();
+    s.create("other", "z", json!({})).unwrap();
+    s.delete("c", "c.1", Precondition::Any).unwrap();
+    let listed: Vec<(String, u64)> = s
+        .list("c")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.revision))
+        .collect();
+    let expected: Vec<(String, u64)> = [("0", 1), ("A", 1), ("a", 1), ("b", 2)]
+        .into_iter()
+        .map(|(n, r)| (n.to_owned(), r))
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(matches!(
+        s.list("bad/name"),
+        Err(Error::InvalidName {
+            kind: NameKind::Collection,
+            ..
+        })
+    ));
+}
+
+/// Every value kind survives a write and a read through a new handle, key
+/// order included.
+pub fn values_round_trip(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let s = location.open();
+    let value = json!({
+        "zeta": null,
+        "alpha": true,
+        "no": false,
+        "i64_min": i64::MIN,
+        "i64_max": i64::MAX,
+        "u64_max": u64::MAX,
+        "zero": 0,
+        "neg": -17,
+        "f": 0.1,
+        "big_f": -1.5e300,
+        "tiny_f": 1e-300,
+        "whole_f": 2.0,
+        "s": "plain",
+        "empty_s": "",
+        "unicode": "日本語 ✓ é",
+        "multiline": "line one\nline two\n",
+        "quotes": "it's \"quoted\"",
+        "yaml_words": ["yes", "no", "null", "~", "true", "1.0", "0x10", "1e3", "- x", ": y", "# z", " lead", "trail ", "{a: 1}", "[1]", "*ref", "&anchor", "!tag", "%"],
+        "empty_map": {},
+        "empty_list": [],
+        "nested": {"b": {"c": [1, {"d": [[], {}]}]}, "a": 1},
+        "odd keys": {"": 1, " ": 2, "a:b": 3, "-": 4, "?": 5, "123": 6, "null": 7, "true": 8, "#": 9},
+        "m": "last"
+    });
+    let written = s.create("types", "all", value.clone()).unwrap();
+    assert_eq!(written.body, body(value.clone()));
+    for reader in [s, location.open()] {
+        let doc = reader.get("types", "all").unwrap().expect("written");
+        assert_eq!(Value::Object(doc.body.clone()), value);
+        let keys: Vec<&String> = doc.body.keys().collect();
+        let expected: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(keys, expected, "key order");
+        let odd: Vec<&String> = doc.body["odd keys"].as_object().unwrap().keys().collect();
+        assert_eq!(odd, ["", " ", "a:b", "-", "?", "123", "null", "true", "#"]);
+        assert!(doc.body["u64_max"].is_u64() && doc.body["i64_min"].is_i64());
+        assert!(doc.body["whole_f"].is_f64(), "a float stays a float");
+    }
+}
+
+/// Bad names, bodies and limits are refused with typed errors and write
+/// nothing.
+pub fn invalid_input_changes_nothing(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    let bad_names = [
+        "", ".", "..", "a/b", "a\\b", "a\0b", "a\nb", "-a", "a.", "é",
+    ];
+    for bad in bad_names {
+        for result in [
+            s.create("c", bad, json!({})).map(|_| ()),
+            s.create(bad, "n", json!({})).map(|_| ()),
+            s.get("c", bad).map(|_| ()),
+            s.patch("c", bad, &Patch::Merge(json!({})), Precondition::Any)
+                .map(|_| ()),
+            s.delete("c", bad, Precondition::Any).map(|_| ()),
+        ] {
+            assert!(
+                matches!(result, Err(Error::InvalidName { .. })),
+                "{bad:?}: {result:?}"
+            );
+        }
+    }
+    assert!(matches!(
+        s.create("_schema", "n", json!({})),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(s.list("_schema"), Err(Error::InvalidName { .. })));
+    for not_mapping in [json!(1), json!("s"), json!([1]), json!(null)] {
+        assert!(matches!(
+            s.create("c", "n", not_mapping),
+            Err(Error::InvalidBody { .. })
+        ));
+    }
+    let mut deep = json!(1);
+    for _ in 0..100 {
+        deep = json!({ "d": deep });
+    }
+    assert!(matches!(
+        s.create("c", "n", deep.clone()),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::Depth,
+            ..
+        })
+    ));
+    let huge = json!({ "s": "x".repeat(9 << 20) });
+    assert!(matches!(
+        s.create("c", "n", huge),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::Size,
+            ..
+        })
+    ));
+    assert_eq!(s.get_record("c", "n").unwrap(), None, "nothing was written");
+    s.create("c", "n", json!({"ok": 1})).unwrap();
+    assert!(matches!(
+        s.patch(
+            "c",
+            "n",
+            &Patch::Merge(json!({"deep": deep})),
+            Precondition::Any
+        ),
+        Err(Error::LimitExceeded { .. })
+    ));
+    assert_eq!(s.get("c", "n").unwrap().unwrap().revision, 1);
+    assert!(s.list("c").unwrap().len() == 1);
+}
+
+/// Two handles on one location see each other's writes at once and
+/// compare-and-swap against each other's revisions.
+pub fn handles_share_state(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (a, b) = (location.open(), location.open());
+    a.create("c", "k", json!({"by": "a"})).unwrap();
+    let seen = b
+        .get("c", "k")
+        .unwrap()
+        .expect("visible to the other handle");
+    assert_eq!(seen.revision, 1);
+    b.replace("c", "k", json!({"by": "b"}), Precondition::Revision(1))
+        .unwrap();
+    assert_conflict(
+        a.replace("c", "k", json!({"by": "a2"}), Precondition::Revision(1)),
+        Precondition::Revision(1),
+        live(2),
+    );
+    assert_eq!(
+        a.get("c", "k").unwrap().unwrap().body,
+        body(json!({"by": "b"}))
+    );
+    assert_eq!(a.list("c").unwrap(), b.list("c").unwrap());
+}
+
+/// `get_as` reads typed models and reports a mismatch naming the key.
+pub fn typed_get(backend: &dyn TestBackend) {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Model {
+        description: String,
+        joins: Vec<String>,
+    }
+    let (_loc, s) = fresh(backend);
+    s.create(
+        "models",
+        "orders",
+        json!({"description": "Orders", "joins": ["customers"]}),
+    )
+    .unwrap();
+    let typed = s
+        .get_as::<Model>("models", "orders")
+        .unwrap()
+        .expect("exists");
+    assert_eq!(typed.revision, 1);
+    assert_eq!(
+        typed.value,
+        Model {
+            description: "Orders".into(),
+            joins: vec!["customers".into()]
+        }
+    );
+    assert!(s.get_as::<Model>("models", "missing").unwrap().is_none());
+    s.create("models", "bad", json!({"description": 5}))
+        .unwrap();
+    match s.get_as::<Model>("models", "bad") {
+        Err(Error::Deserialize { key, .. }) => assert_eq!(key.to_string(), "models/bad"),
+        other => panic!("expected Deserialize, got {other:?}"),
+    }
+}

@@ -1,1 +1,268 @@
-//! (in progress)
+//! In-process races that every backend must win: the increment race (the
+//! object_store `put_opts` test), disjoint patches, and the semantic-layer
+//! regression from DESIGN.md. Processes run the same races in the
+//! `revstore-tests` package.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{soak_factor, TestBackend, TestLocation};
+use crate::{Error, Patch, Precondition, Store};
+
+/// Workers and increments per worker for the races (scaled by the soak
+/// factor).
+fn sizes() -> (usize, usize) {
+    (8, 25 * soak_factor() as usize)
+}
+
+/// How workers get their handle.
+#[derive(Clone, Copy)]
+enum Handles {
+    Shared,
+    Own,
+}
+
+/// Runs `work(store, worker)` on `workers` threads started together.
+fn run_workers<F>(location: &dyn TestLocation, handles: Handles, workers: usize, work: F)
+where
+    F: Fn(&Store, usize) + Send + Sync,
+{
+    let shared = location.open();
+    let barrier = Barrier::new(workers);
+    let work = &work;
+    thread::scope(|scope| {
+        for worker in 0..workers {
+            let store = match handles {
+                Handles::Shared => shared.clone(),
+                Handles::Own => location.open(),
+            };
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                work(&store, worker);
+            });
+        }
+    });
+}
+
+/// One increment by read → compare-and-swap → retry on conflict; returns the
+/// conflicts it lost.
+pub fn cas_increment(store: &Store, collection: &str, name: &str) -> crate::Result<u64> {
+    let mut conflicts = 0;
+    loop {
+        let doc = store
+            .get(collection, name)?
+            .ok_or_else(|| Error::NotFound {
+                key: crate::Key::new(collection, name).unwrap_or_else(|e| panic!("{e}")),
+            })?;
+        let n = doc.body.get("n").and_then(Value::as_u64).unwrap_or(0);
+        match store.replace(
+            collection,
+            name,
+            json!({ "n": n + 1 }),
+            Precondition::Revision(doc.revision),
+        ) {
+            Ok(_) => return Ok(conflicts),
+            Err(Error::Conflict { .. }) => conflicts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn increment_race(backend: &dyn TestBackend, handles: Handles) {
+    let location = backend.fresh();
+    let (workers, per_worker) = sizes();
+    location
+        .open()
+        .create("race", "counter", json!({"n": 0}))
+        .unwrap();
+    run_workers(&*location, handles, workers, |store, _| {
+        for _ in 0..per_worker {
+            cas_increment(store, "race", "counter").unwrap();
+        }
+    });
+    let doc = location.open().get("race", "counter").unwrap().unwrap();
+    let total = (workers * per_worker) as u64;
+    assert_eq!(
+        doc.body["n"],
+        total,
+        "{}: {workers} workers × {per_worker} increments",
+        backend.name()
+    );
+    assert_eq!(doc.revision, total + 1, "one revision per committed write");
+}
+
+/// W threads sharing one handle each do N get → compare-and-swap → retry
+/// increments; the counter ends at exactly W×N.
+pub fn increment_race_shared_handle(backend: &dyn TestBackend) {
+    increment_race(backend, Handles::Shared);
+}
+
+/// The increment race with a handle per thread.
+pub fn increment_race_own_handles(backend: &dyn TestBackend) {
+    increment_race(backend, Handles::Own);
+}
+
+/// W threads × N increments through [`Store::update`], whose retries live
+/// in the engine.
+pub fn update_race(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (workers, per_worker) = sizes();
+    location
+        .open()
+        .create("race", "counter", json!({"n": 0}))
+        .unwrap();
+    run_workers(&*location, Handles::Own, workers, |store, _| {
+        for _ in 0..per_worker {
+            store
+                .update("race", "counter", |body| {
+                    let n = body.get("n").and_then(Value::as_u64).ok_or("n missing")?;
+                    body.insert("n".into(), json!(n + 1));
+                    Ok(())
+                })
+                .unwrap();
+        }
+    });
+    let doc = location.open().get("race", "counter").unwrap().unwrap();
+    assert_eq!(
+        doc.body["n"],
+        (workers * per_worker) as u64,
+        "{}",
+        backend.name()
+    );
+}
+
+/// Unconditional merge patches of distinct fields from many threads: every
+/// field written is present at the end, and every patch made one revision.
+pub fn disjoint_patches_all_survive(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (workers, per_worker) = sizes();
+    location.open().create("race", "doc", json!({})).unwrap();
+    run_workers(&*location, Handles::Own, workers, |store, worker| {
+        for i in 0..per_worker {
+            let field = format!("w{worker}_{i}");
+            store
+                .patch(
+                    "race",
+                    "doc",
+                    &Patch::Merge(json!({ field: i })),
+                    Precondition::Any,
+                )
+                .unwrap();
+        }
+    });
+    let doc = location.open().get("race", "doc").unwrap().unwrap();
+    let missing: Vec<String> = (0..workers)
+        .flat_map(|w| (0..per_worker).map(move |i| format!("w{w}_{i}")))
+        .filter(|f| !doc.body.contains_key(f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{}: lost fields {missing:?}",
+        backend.name()
+    );
+    assert_eq!(doc.revision, (workers * per_worker) as u64 + 1);
+}
+
+fn semantic_model() -> Value {
+    json!({
+        "description": "Orders",
+        "joins": ["customers"],
+        "cache": {"rows": 0, "refreshed": "never"}
+    })
+}
+
+/// The semantic-layer story: a slow reader computes a cache and patches only
+/// the cache fields while another writer edits description and joins. Both
+/// edits survive.
+pub fn slow_cache_refresh_keeps_concurrent_edit(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (refresher, editor) = (location.open(), location.open());
+    refresher
+        .create("models", "orders", semantic_model())
+        .unwrap();
+    let read_done = Arc::new(Barrier::new(2));
+    let edit_done = Arc::new(Barrier::new(2));
+    thread::scope(|scope| {
+        let (r1, e1) = (read_done.clone(), edit_done.clone());
+        scope.spawn(move || {
+            let seen = refresher.get("models", "orders").unwrap().unwrap();
+            r1.wait();
+            e1.wait(); // the slow work, during which the edit lands
+            let rows = seen.body["joins"].as_array().map_or(0, Vec::len) * 1000;
+            refresher
+                .patch(
+                    "models",
+                    "orders",
+                    &Patch::Merge(json!({"cache": {"rows": rows, "refreshed": "now"}})),
+                    Precondition::Any,
+                )
+                .unwrap();
+        });
+        scope.spawn(move || {
+            read_done.wait();
+            editor
+                .patch(
+                    "models",
+                    "orders",
+                    &Patch::Merge(
+                        json!({"description": "All orders", "joins": ["customers", "items"]}),
+                    ),
+                    Precondition::Any,
+                )
+                .unwrap();
+            edit_done.wait();
+        });
+    });
+    let doc = location.open().get("models", "orders").unwrap().unwrap();
+    assert_eq!(doc.revision, 3);
+    assert_eq!(
+        Value::Object(doc.body),
+        json!({
+            "description": "All orders",
+            "joins": ["customers", "items"],
+            "cache": {"rows": 1000, "refreshed": "now"}
+        }),
+        "{}: both the edit and the cache refresh survive",
+        backend.name()
+    );
+}
+
+/// The same race with the refresh conditioned on the revision it read: the
+/// stale refresh is refused and nothing else is touched.
+pub fn stale_cache_refresh_with_precondition_is_refused(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (refresher, editor) = (location.open(), location.open());
+    refresher
+        .create("models", "orders", semantic_model())
+        .unwrap();
+    let seen = refresher.get("models", "orders").unwrap().unwrap();
+    let edit = thread::spawn(move || {
+        editor
+            .patch(
+                "models",
+                "orders",
+                &Patch::Merge(json!({"description": "All orders", "joins": []})),
+                Precondition::Any,
+            )
+            .unwrap()
+    });
+    let edited = edit.join().unwrap();
+    thread::sleep(Duration::from_millis(1));
+    let refused = refresher.patch(
+        "models",
+        "orders",
+        &Patch::Merge(json!({"cache": {"rows": 5, "refreshed": "now"}})),
+        Precondition::Revision(seen.revision),
+    );
+    match refused {
+        Err(Error::Conflict { actual, .. }) => assert_eq!(actual.live_revision(), Some(2)),
+        other => panic!("{}: expected a conflict, got {other:?}", backend.name()),
+    }
+    let doc = location.open().get("models", "orders").unwrap().unwrap();
+    assert_eq!(doc, edited, "the refused refresh changed nothing");
+    assert_eq!(doc.body["cache"], json!({"rows": 0, "refreshed": "never"}));
+}

@@ -1,0 +1,83 @@
+//! The shared conformance suite and in-process races on the memory backend.
+
+revstore::conformance_tests!(revstore::testkit::MemoryTestBackend);
+
+/// The races must be able to fail: on a backend that skips the revision
+/// check (it commits on whatever revision is current), each one must catch
+/// the lost updates. (The semantic-layer regression is not among them: it
+/// guards the engine's patch-the-current-body rule, which holds even here.)
+mod races_catch_a_broken_backend {
+    use revstore::testkit::{races, TestBackend, TestLocation};
+    use revstore::{
+        Commit, CommitOutcome, Entry, Key, MemoryBackend, Record, Result, StorageBackend, Store,
+    };
+
+    #[derive(Debug, Clone, Default)]
+    struct SkipsRevisionCheck(MemoryBackend);
+
+    impl StorageBackend for SkipsRevisionCheck {
+        fn kind(&self) -> &'static str {
+            "broken"
+        }
+        fn read(&self, key: &Key) -> Result<Option<Record>> {
+            // A slow read widens the window between read and commit, as
+            // real I/O does.
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            self.0.read(key)
+        }
+        fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
+            let current = self.0.read(commit.key)?.map_or(0, |r| r.revision);
+            self.0.commit(&Commit {
+                expected: current,
+                ..*commit
+            })
+        }
+        fn list(&self, collection: &str) -> Result<Vec<Entry>> {
+            self.0.list(collection)
+        }
+    }
+
+    struct Broken;
+    struct BrokenLocation(SkipsRevisionCheck);
+
+    impl TestLocation for BrokenLocation {
+        fn open(&self) -> Store {
+            Store::open(self.0.clone())
+        }
+        fn url(&self) -> Option<String> {
+            None
+        }
+    }
+
+    impl TestBackend for Broken {
+        fn name(&self) -> &str {
+            "broken"
+        }
+        fn fresh(&self) -> Box<dyn TestLocation> {
+            Box::new(BrokenLocation(SkipsRevisionCheck::default()))
+        }
+    }
+
+    fn must_fail(race: fn(&dyn TestBackend)) {
+        let caught = (0..5).any(|_| std::panic::catch_unwind(|| race(&Broken)).is_err());
+        assert!(
+            caught,
+            "the race passed five times on a backend that loses updates"
+        );
+    }
+
+    #[test]
+    fn increment_race() {
+        must_fail(races::increment_race_own_handles);
+    }
+
+    #[test]
+    fn update_race() {
+        must_fail(races::update_race);
+    }
+
+    #[test]
+    fn disjoint_patches() {
+        must_fail(races::disjoint_patches_all_survive);
+    }
+}
