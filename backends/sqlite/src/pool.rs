@@ -1,0 +1,124 @@
+//! A small pool of connections, so that threads sharing one backend run
+//! their reads in parallel (WAL lets readers proceed beside one writer).
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use revstore::Durability;
+use rusqlite::{Connection, OpenFlags};
+
+/// How long one statement waits for another connection's lock before SQLite
+/// reports it busy (and [`retry_busy`](crate::failure::retry_busy) takes over).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most idle connections kept; more are opened under load and closed after.
+const MAX_IDLE: usize = 8;
+
+/// Connections to one database file, all configured alike.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    path: PathBuf,
+    durability: Durability,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    /// A pool for `path`; opens nothing yet.
+    pub(crate) fn new(path: PathBuf, durability: Durability) -> Pool {
+        Pool {
+            path,
+            durability,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // The vector is only pushed to and popped from, so a panic while it
+        // was locked cannot have left it inconsistent.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle connection, or a new one when none is idle. It returns to the
+    /// pool when dropped.
+    pub(crate) fn get(&self) -> rusqlite::Result<Pooled<'_>> {
+        let idle = self.idle().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        Ok(Pooled {
+            pool: self,
+            conn: Some(conn),
+        })
+    }
+
+    /// Opens and configures one connection. Every setting here is per
+    /// connection; the WAL journal mode, which persists in the file, is set
+    /// once by [`schema::prepare`](crate::schema::prepare).
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // In WAL mode, NORMAL syncs only at checkpoints: a commit survives a
+        // process crash but may be lost on power loss; FULL syncs the WAL on
+        // every commit.
+        let synchronous = match self.durability {
+            Durability::Full => "FULL",
+            Durability::Relaxed => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        if self.durability == Durability::Full {
+            // On macOS a plain fsync does not reach the platter; elsewhere
+            // this is a no-op.
+            conn.pragma_update(None, "fullfsync", true)?;
+        }
+        Ok(conn)
+    }
+}
+
+/// A connection borrowed from a [`Pool`].
+pub(crate) struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        // Only `drop` takes the connection out.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // A connection still inside a transaction (its rollback failed) would
+        // hold locks and leak state into the next operation: close it.
+        if !conn.is_autocommit() {
+            return;
+        }
+        let mut idle = self.pool.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}

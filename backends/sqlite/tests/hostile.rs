@@ -1,0 +1,209 @@
+//! Bad data on disk is reported with a typed error naming it, and never
+//! overwritten.
+
+use std::path::Path;
+
+use revstore::{Error, Patch, Precondition, Store};
+use revstore_sqlite::SqliteBackend;
+use rusqlite::types::Value as SqlValue;
+use serde_json::json;
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+fn raw_row(path: &Path, name: &str) -> (SqlValue, SqlValue) {
+    raw(path)
+        .query_row(
+            "SELECT revision, body FROM documents WHERE collection = 'models' AND name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+fn store_with_bad_rows(path: &Path) -> Store {
+    let store = Store::open(SqliteBackend::open(path).unwrap());
+    let conn = raw(path);
+    let rows: [(&str, SqlValue, SqlValue); 6] = [
+        ("not-json", 3.into(), SqlValue::Text("{not json".into())),
+        ("list", 2.into(), SqlValue::Text("[1, 2]".into())),
+        ("blob", 1.into(), SqlValue::Blob(b"{}".to_vec())),
+        ("zero-revision", 0.into(), SqlValue::Text("{}".into())),
+        ("negative-revision", (-5).into(), SqlValue::Null),
+        (
+            "text-revision",
+            SqlValue::Text("one".into()),
+            SqlValue::Text("{}".into()),
+        ),
+    ];
+    for (name, revision, body) in rows {
+        conn.execute(
+            "INSERT INTO documents (collection, name, revision, body) VALUES ('models', ?1, ?2, ?3)",
+            rusqlite::params![name, revision, body],
+        )
+        .unwrap();
+    }
+    store
+}
+
+fn assert_corrupt(result: Result<impl std::fmt::Debug, Error>, path: &Path, name: &str) {
+    match result {
+        Err(Error::Corrupt { location, reason }) => {
+            assert_eq!(location, format!("{}: models/{name}", path.display()));
+            assert!(!reason.is_empty());
+        }
+        other => panic!("{name}: expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_rows_are_reported_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = store_with_bad_rows(&path);
+    for name in [
+        "not-json",
+        "list",
+        "blob",
+        "zero-revision",
+        "negative-revision",
+        "text-revision",
+    ] {
+        assert_corrupt(store.get("models", name), &path, name);
+        assert_corrupt(store.get_record("models", name), &path, name);
+    }
+    match store.get("models", "list") {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("mapping"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn writes_to_corrupt_rows_fail_and_leave_them_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = store_with_bad_rows(&path);
+    for name in ["not-json", "list", "zero-revision"] {
+        let before = raw_row(&path, name);
+        let merge = Patch::Merge(json!({"x": 1}));
+        assert_corrupt(
+            store.patch("models", name, &merge, Precondition::Any),
+            &path,
+            name,
+        );
+        assert_corrupt(
+            store.replace("models", name, json!({"x": 1}), Precondition::Any),
+            &path,
+            name,
+        );
+        assert_corrupt(store.delete("models", name, Precondition::Any), &path, name);
+        assert_corrupt(store.update("models", name, |_| Ok(())), &path, name);
+        assert_eq!(raw_row(&path, name), before, "{name} was changed");
+    }
+}
+
+#[test]
+fn list_reports_a_corrupt_revision_but_never_reads_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = Store::open(SqliteBackend::open(&path).unwrap());
+    store.create("models", "fine", json!({})).unwrap();
+    // Bad bodies do not disturb a listing: it reads names and revisions only.
+    raw(&path)
+        .execute(
+            "INSERT INTO documents VALUES ('models', 'bad-body', 4, '{oops')",
+            [],
+        )
+        .unwrap();
+    let names: Vec<_> = store
+        .list("models")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.revision))
+        .collect();
+    assert_eq!(names, [("bad-body".to_owned(), 4), ("fine".to_owned(), 1)]);
+
+    raw(&path)
+        .execute(
+            "INSERT INTO documents VALUES ('models', 'bad-rev', 0, '{}')",
+            [],
+        )
+        .unwrap();
+    assert_corrupt(store.list("models"), &path, "bad-rev");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let bytes = b"collection: models\nname: orders\nthis is YAML, not SQLite\n".repeat(100);
+    std::fs::write(&path, &bytes).unwrap();
+    match SqliteBackend::open(&path) {
+        Err(err @ Error::Corrupt { .. }) => {
+            let Error::Corrupt { location, reason } = &err else {
+                unreachable!()
+            };
+            assert_eq!(location, &path.display().to_string());
+            assert!(reason.contains("not a SQLite database"), "{reason}");
+            assert!(err.to_string().contains(&path.display().to_string()));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file was changed");
+}
+
+#[test]
+fn a_newer_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteBackend::open(&path).unwrap());
+    raw(&path).pragma_update(None, "user_version", 2).unwrap();
+    match SqliteBackend::open(&path) {
+        Err(Error::InvalidConfig { input, reason }) => {
+            assert_eq!(input, path.display().to_string());
+            assert!(reason.contains("format version 2"), "{reason}");
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    raw(&path)
+        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    assert!(matches!(
+        SqliteBackend::open(&path),
+        Err(Error::InvalidConfig { .. })
+    ));
+    let tables: i64 = raw(&path)
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'documents'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
+}
+
+#[test]
+fn a_missing_folder_is_a_backend_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-folder").join("store.db");
+    match SqliteBackend::open(&path) {
+        Err(
+            err @ Error::Backend {
+                backend: "sqlite", ..
+            },
+        ) => {
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    }
+}
