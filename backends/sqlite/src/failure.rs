@@ -59,9 +59,18 @@ fn is_contention(e: &rusqlite::Error) -> bool {
 pub(crate) fn retry_busy<T>(
     path: &Path,
     context: impl Fn() -> String,
+    attempt: impl FnMut() -> Result<T, Failure>,
+) -> Result<T, Error> {
+    retry_busy_for(BUSY_DEADLINE, path, context, attempt)
+}
+
+fn retry_busy_for<T>(
+    patience: Duration,
+    path: &Path,
+    context: impl Fn() -> String,
     mut attempt: impl FnMut() -> Result<T, Failure>,
 ) -> Result<T, Error> {
-    let deadline = Instant::now() + BUSY_DEADLINE;
+    let deadline = Instant::now() + patience;
     let mut tries = 1u32;
     loop {
         match attempt() {
@@ -94,5 +103,75 @@ pub(crate) fn sqlite_error(path: &Path, context: String, e: rusqlite::Error) -> 
             context,
             source: Box::new(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_code(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn busy_and_locked_are_retried_until_success() {
+        let mut calls = 0;
+        let result = retry_busy(Path::new("x.db"), String::new, || {
+            calls += 1;
+            match calls {
+                1 => Err(sqlite_code(rusqlite::ffi::SQLITE_BUSY).into()),
+                2 => Err(sqlite_code(rusqlite::ffi::SQLITE_LOCKED).into()),
+                3 => Err(sqlite_code(rusqlite::ffi::SQLITE_BUSY_SNAPSHOT).into()),
+                _ => Ok(calls),
+            }
+        });
+        assert_eq!(result.unwrap(), 4);
+    }
+
+    #[test]
+    fn contention_past_the_deadline_is_a_backend_error_with_context() {
+        let began = Instant::now();
+        let result: Result<(), Error> = retry_busy_for(
+            Duration::from_millis(50),
+            Path::new("x.db"),
+            || "committing models/a to x.db".to_owned(),
+            || Err(sqlite_code(rusqlite::ffi::SQLITE_BUSY).into()),
+        );
+        assert!(began.elapsed() >= Duration::from_millis(50));
+        match result {
+            Err(Error::Backend {
+                backend: "sqlite",
+                context,
+                ..
+            }) => assert_eq!(context, "committing models/a to x.db"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let mut calls = 0;
+        let result: Result<(), Error> = retry_busy(
+            Path::new("x.db"),
+            || "reading".to_owned(),
+            || {
+                calls += 1;
+                Err(sqlite_code(rusqlite::ffi::SQLITE_IOERR).into())
+            },
+        );
+        assert_eq!(calls, 1);
+        assert!(matches!(result, Err(Error::Backend { .. })));
+
+        let mut calls = 0;
+        let result: Result<(), Error> = retry_busy(Path::new("x.db"), String::new, || {
+            calls += 1;
+            Err(sqlite_code(rusqlite::ffi::SQLITE_NOTADB).into())
+        });
+        assert_eq!(calls, 1);
+        match result {
+            Err(Error::Corrupt { location, .. }) => assert_eq!(location, "x.db"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -122,3 +122,47 @@ impl Drop for Pooled<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(pool: &Pool) -> i64 {
+        let conn = pool.get().unwrap();
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn durability_sets_synchronous_on_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = Pool::new(dir.path().join("a.db"), Durability::Full);
+        let relaxed = Pool::new(dir.path().join("a.db"), Durability::Relaxed);
+        // 2 = FULL, 1 = NORMAL; two connections at once, so the second is new.
+        let (first, second) = (full.get().unwrap(), full.get().unwrap());
+        for conn in [&first, &second] {
+            let level: i64 = conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(level, 2);
+        }
+        drop((first, second));
+        assert_eq!(full.idle().len(), 2);
+        assert_eq!(synchronous(&full), 2);
+        assert_eq!(synchronous(&relaxed), 1);
+    }
+
+    #[test]
+    fn the_idle_pool_is_capped_and_skips_connections_left_in_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::new(dir.path().join("a.db"), Durability::Relaxed);
+        let many: Vec<_> = (0..MAX_IDLE + 3).map(|_| pool.get().unwrap()).collect();
+        drop(many);
+        assert_eq!(pool.idle().len(), MAX_IDLE);
+
+        let conn = pool.get().unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        drop(conn);
+        assert_eq!(pool.idle().len(), MAX_IDLE - 1);
+    }
+}
