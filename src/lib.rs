@@ -73,3 +73,8 @@ pub use patch::{Patch, PreparedPatch};
 pub use precondition::{Current, Precondition};
 pub use retry::RetryPolicy;
 pub use store::{Store, StoreOptions};
+
+/// The README's examples, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
