@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use revstore::{Error, Patch, Precondition, Store};
+use revstore::{Body, Error, Patch, Precondition, Store};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -145,34 +145,7 @@ pub fn run_demo(exe: &Path, settings: &DemoSettings, out: &mut dyn Write) -> Res
             elapsed.as_secs_f64(),
         ),
     )?;
-    let mut lost = Vec::new();
-    if found.counter != expected || found.counter_revision != expected + 1 {
-        lost.push(format!(
-            "the counter is {} at revision {}, expected {expected} at revision {}",
-            found.counter,
-            found.counter_revision,
-            expected + 1
-        ));
-    }
-    if !found.missing.is_empty() {
-        let shown: Vec<&str> = found.missing.iter().take(10).map(String::as_str).collect();
-        lost.push(format!(
-            "{} of {expected} fields are missing ({}{})",
-            found.missing.len(),
-            shown.join(", "),
-            if found.missing.len() > shown.len() {
-                ", …"
-            } else {
-                ""
-            }
-        ));
-    }
-    if !lost.is_empty() {
-        return Err(CliError::Demo(format!(
-            "updates were lost: {}",
-            lost.join("; ")
-        )));
-    }
+    found.verdict(expected)?;
     write(out, "nothing lost\n".to_owned())
 }
 
@@ -282,10 +255,57 @@ fn increment(store: &Store, counter: &str) -> Result<u64, CliError> {
     )))
 }
 
+/// What the demo found in the store after the workers finished.
+#[derive(Debug)]
 struct Found {
     counter: u64,
     counter_revision: u64,
+    shared_revision: u64,
     missing: Vec<String>,
+}
+
+impl Found {
+    /// Whether nothing was lost out of `expected` increments and as many
+    /// patches: every write must show, each as its own revision.
+    fn verdict(&self, expected: u64) -> Result<(), CliError> {
+        let mut lost = Vec::new();
+        if self.counter != expected || self.counter_revision != expected + 1 {
+            lost.push(format!(
+                "the counter is {} at revision {}, expected {expected} at revision {}",
+                self.counter,
+                self.counter_revision,
+                expected + 1
+            ));
+        }
+        if !self.missing.is_empty() {
+            let shown: Vec<&str> = self.missing.iter().take(10).map(String::as_str).collect();
+            let more = if self.missing.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            };
+            lost.push(format!(
+                "{} of {expected} fields are missing ({}{more})",
+                self.missing.len(),
+                shown.join(", "),
+            ));
+        }
+        if self.shared_revision != expected + 1 {
+            lost.push(format!(
+                "the shared document is at revision {}, expected {}",
+                self.shared_revision,
+                expected + 1
+            ));
+        }
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::Demo(format!(
+                "updates were lost: {}",
+                lost.join("; ")
+            )))
+        }
+    }
 }
 
 fn check(store: &Store, docs: &DemoDocuments, settings: &DemoSettings) -> Result<Found, CliError> {
@@ -296,10 +316,9 @@ fn check(store: &Store, docs: &DemoDocuments, settings: &DemoSettings) -> Result
             doc.revision,
         )
     });
-    let shared = store
+    let (shared, shared_revision) = store
         .get(DEMO_COLLECTION, &docs.shared)?
-        .map(|doc| doc.body)
-        .unwrap_or_default();
+        .map_or((Body::new(), 0), |doc| (doc.body, doc.revision));
     let mut missing = Vec::new();
     for worker in 0..settings.processes {
         for write in 0..settings.writes {
@@ -312,6 +331,7 @@ fn check(store: &Store, docs: &DemoDocuments, settings: &DemoSettings) -> Result
     Ok(Found {
         counter,
         counter_revision,
+        shared_revision,
         missing,
     })
 }
@@ -343,6 +363,30 @@ mod tests {
         assert_eq!(found.counter, 200);
         assert_eq!(found.counter_revision, 201);
         assert!(found.missing.is_empty());
+        assert_eq!(found.shared_revision, 201);
+        found.verdict(200).unwrap();
+    }
+
+    #[test]
+    fn a_lost_update_is_named() {
+        let found = Found {
+            counter: 7,
+            counter_revision: 8,
+            shared_revision: 8,
+            missing: (0..12).map(|i| field_name(1, i)).collect(),
+        };
+        let message = found.verdict(8).unwrap_err().to_string();
+        assert!(message.contains("the counter is 7 at revision 8, expected 8 at revision 9"));
+        assert!(message.contains("12 of 8 fields are missing (w1-0, "));
+        assert!(message.contains("w1-9, …"));
+        assert!(message.contains("shared document is at revision 8, expected 9"));
+        let whole = Found {
+            counter: 8,
+            counter_revision: 9,
+            shared_revision: 9,
+            missing: Vec::new(),
+        };
+        whole.verdict(8).unwrap();
     }
 
     #[test]
