@@ -93,7 +93,7 @@ enum Command {
         #[arg(long, value_name = "R")]
         expect_revision: Option<u64>,
     },
-    /// List a collection's documents: "NAME<tab>REVISION" lines, sorted.
+    /// List a collection's documents, sorted: name, a tab and revision per line.
     List {
         /// The collection.
         collection: String,
@@ -144,6 +144,11 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`revstore list c | head -1`) needs
+        // no message; the exit code still says the output is incomplete.
+        Err(CliError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("revstore: {e}");
             ExitCode::from(e.exit_code())
