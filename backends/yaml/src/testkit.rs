@@ -1,0 +1,62 @@
+//! This backend as seen by revstore's shared test suites (feature
+//! `testkit`).
+
+use revstore::testkit::{TestBackend, TestLocation};
+use revstore::{Durability, Store};
+use tempfile::TempDir;
+
+use crate::{YamlBackend, YamlOptions};
+
+/// Makes fresh YAML stores in temporary folders, with the given durability
+/// (default [`Durability::Full`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct YamlTestBackend {
+    /// The durability every handle opened on a location uses.
+    pub durability: Durability,
+}
+
+/// A temporary folder, deleted when the location is dropped.
+struct YamlLocation {
+    dir: TempDir,
+    durability: Durability,
+}
+
+impl TestLocation for YamlLocation {
+    /// Opens a new, independent [`YamlBackend`] on the folder.
+    ///
+    /// # Panics
+    /// When the folder cannot be opened (test support only).
+    fn open(&self) -> Store {
+        let backend = YamlBackend::open_with(
+            self.dir.path(),
+            YamlOptions {
+                durability: self.durability,
+            },
+        )
+        .unwrap_or_else(|e| panic!("opening the test store failed: {e}"));
+        Store::open(backend)
+    }
+
+    fn url(&self) -> Option<String> {
+        Some(format!("yaml:{}", self.dir.path().display()))
+    }
+}
+
+impl TestBackend for YamlTestBackend {
+    fn name(&self) -> &str {
+        "yaml"
+    }
+
+    /// # Panics
+    /// When no temporary folder can be created (test support only).
+    fn fresh(&self) -> Box<dyn TestLocation> {
+        let dir = tempfile::Builder::new()
+            .prefix("revstore-yaml-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("creating a temporary folder failed: {e}"));
+        Box::new(YamlLocation {
+            dir,
+            durability: self.durability,
+        })
+    }
+}

@@ -1,0 +1,33 @@
+//! `YamlTestBackend` gives independent handles on one fresh folder.
+
+use revstore::testkit::TestBackend;
+use revstore::Durability;
+use revstore_yaml::testkit::YamlTestBackend;
+use serde_json::json;
+
+#[test]
+fn fresh_locations_are_empty_and_shared_by_their_handles() {
+    for backend in [
+        YamlTestBackend::default(),
+        YamlTestBackend {
+            durability: Durability::Relaxed,
+        },
+    ] {
+        assert_eq!(backend.name(), "yaml");
+        let location = backend.fresh();
+        let url = location.url().unwrap();
+        let dir = url.strip_prefix("yaml:").unwrap().to_owned();
+        assert!(std::path::Path::new(&dir).is_dir());
+        let (a, b) = (location.open(), location.open());
+        assert!(!std::sync::Arc::ptr_eq(a.backend(), b.backend()));
+        assert_eq!(a.backend().kind(), "yaml");
+        a.create("models", "m", json!({"x": 1})).unwrap();
+        assert_eq!(b.get("models", "m").unwrap().unwrap().revision, 1);
+        assert!(backend.fresh().open().get("models", "m").unwrap().is_none());
+        drop((a, b, location));
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "the folder outlived its location"
+        );
+    }
+}
