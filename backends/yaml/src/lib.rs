@@ -49,6 +49,9 @@
 //!   collections is refused, and aliases may expand a file to at most about
 //!   four times its size. Bodies nested deeper than [`MAX_DEPTH`] are refused
 //!   on write ([`Error::InvalidBody`]) so every written file reads back.
+//!   One cost remains: libyaml's scanner takes time quadratic in the nesting
+//!   depth of flow collections (`[[[[…`), so a hostile hand-made file of
+//!   tens of thousands of nested brackets takes seconds to be refused.
 //!
 //! # Concurrency
 //! A commit is a read-modify-write under an exclusive `flock` on the
@@ -274,19 +277,22 @@ impl StorageBackend for YamlBackend {
         self.ensure_collection(key.collection())?;
         // Guard first, then the document: guard keys are reserved and
         // committed keys never are, so every process locks in one order.
+        // (A guard on the committed key itself is covered by the exclusive
+        // lock; locking its file twice would deadlock.)
         let _guard_lock = match commit.guard {
-            Some(guard) => {
+            Some(guard) if guard.key != key => {
                 fs::create_dir(&self.root.join(guard.key.collection()))?;
-                let lock = fs::lock(&self.lock_path(guard.key), fs::LockMode::Shared)?;
-                let actual = current_of(self.read_record(guard.key)?.as_ref());
-                if actual.last_revision() != guard.revision {
-                    return Ok(CommitOutcome::GuardChanged { actual });
-                }
-                Some(lock)
+                Some(fs::lock(&self.lock_path(guard.key), fs::LockMode::Shared)?)
             }
-            None => None,
+            _ => None,
         };
         let _lock = fs::lock(&self.lock_path(key), fs::LockMode::Exclusive)?;
+        if let Some(guard) = commit.guard {
+            let actual = current_of(self.read_record(guard.key)?.as_ref());
+            if actual.last_revision() != guard.revision {
+                return Ok(CommitOutcome::GuardChanged { actual });
+            }
+        }
         let actual = current_of(self.read_record(key)?.as_ref());
         if actual.last_revision() != commit.expected {
             return Ok(CommitOutcome::Conflict { actual });

@@ -632,3 +632,47 @@ fn concurrent_patches_to_different_fields_all_survive() {
     assert_eq!(doc.body.len(), 40);
     assert_eq!(doc.revision, 41);
 }
+
+#[test]
+fn a_guard_on_the_committed_key_itself_does_not_deadlock() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().to_owned();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let backend = YamlBackend::open(&root).unwrap();
+        let key = Key::new_reserved("_schema", "models").unwrap();
+        let b = body(json!({}));
+        let commit = |expected, guard| Commit {
+            key: &key,
+            expected,
+            body: Some(&b),
+            guard: Some(Guard {
+                key: &key,
+                revision: guard,
+            }),
+        };
+        let outcomes = (
+            backend.commit(&commit(0, 0)).unwrap(),
+            backend.commit(&commit(1, 0)).unwrap(),
+        );
+        tx.send(outcomes).unwrap();
+    });
+    let outcomes = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("deadlocked");
+    assert_eq!(
+        outcomes,
+        (
+            CommitOutcome::Committed,
+            CommitOutcome::GuardChanged {
+                actual: Current::Live { revision: 1 }
+            }
+        )
+    );
+}
+
+#[test]
+fn the_backend_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<YamlBackend>();
+}
