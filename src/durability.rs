@@ -13,7 +13,11 @@ pub enum Durability {
     #[default]
     Full,
     /// No fsync: a write survives a crash of the process (the operating
-    /// system still holds it) but may be lost — never torn — on power loss.
+    /// system still holds it) but recent writes may be lost on power loss.
+    /// On filesystems that can persist a rename before the renamed file's
+    /// data, a document written just before the power loss may then read as
+    /// [`Error::Corrupt`] (an empty or zero-filled file) rather than as an
+    /// older revision; it is never silently half-written.
     Relaxed,
 }
 
