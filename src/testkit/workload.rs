@@ -429,19 +429,24 @@ pub fn run_threads(
     workload: &[Vec<Step>],
     sink: &dyn Sink,
 ) -> io::Result<()> {
-    let shared = match handles {
-        Handles::Shared => Some(open()),
-        Handles::Own => None,
+    // Handles are opened here, before any thread starts: an `open` that
+    // panics must not leave the other threads waiting at the barrier.
+    let stores: Vec<Store> = match handles {
+        Handles::Shared => {
+            let store = open();
+            vec![store; workload.len()]
+        }
+        Handles::Own => workload.iter().map(|_| open()).collect(),
     };
     let barrier = Barrier::new(workload.len());
     std::thread::scope(|scope| {
         let workers: Vec<_> = workload
             .iter()
+            .zip(stores)
             .enumerate()
-            .map(|(i, steps)| {
-                let (barrier, shared) = (&barrier, &shared);
+            .map(|(i, (steps, store))| {
+                let barrier = &barrier;
                 scope.spawn(move || {
-                    let store = shared.clone().unwrap_or_else(open);
                     barrier.wait();
                     let client = Client {
                         process,

@@ -1,1 +1,110 @@
-//! placeholder
+//! Cross-backend concurrency suites of revstore: helpers shared by the
+//! integration tests in `tests/` (threads, OS processes, proptest, the
+//! broken backend) and the `revstore-worker` binary they start.
+//!
+//! Every suite follows `TESTING.md`: run generated operations on real
+//! threads and processes against a real store, record a history, and
+//! check it with [`revstore::testkit::checker::check`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use revstore::testkit::checker::{check, Summary, Violation};
+use revstore::testkit::history::{HistoryWriter, Record, Sink};
+use revstore::testkit::workload::{run_on, Handles, Step};
+use revstore::testkit::{MemoryTestBackend, TestBackend};
+use revstore_sqlite::testkit::SqliteTestBackend;
+use revstore_yaml::testkit::YamlTestBackend;
+
+/// Every real backend, each making fresh, empty locations.
+pub fn backends() -> Vec<Box<dyn TestBackend>> {
+    vec![
+        Box::new(MemoryTestBackend),
+        Box::new(YamlTestBackend::default()),
+        Box::new(SqliteTestBackend::default()),
+    ]
+}
+
+/// The backend called `name` (`memory`, `yaml`, `sqlite`).
+///
+/// # Panics
+/// When there is no such backend.
+pub fn backend(name: &str) -> Box<dyn TestBackend> {
+    backends()
+        .into_iter()
+        .find(|b| b.name() == name)
+        .unwrap_or_else(|| panic!("no backend {name}"))
+}
+
+/// Error kinds a workload provokes on purpose; any other definite error,
+/// and any write of unknown outcome, is a bug in a run without faults.
+pub const EXPECTED_FAILURES: [&str; 2] = ["invalid_patch", "patch_test_failed"];
+
+/// Whether a checked history contains only the errors the workload asks for.
+///
+/// # Errors
+/// A message naming what else went wrong.
+pub fn clean(summary: &Summary) -> Result<(), String> {
+    if summary.indeterminate > 0 {
+        return Err(format!(
+            "{} writes had an unknown outcome: {summary}",
+            summary.indeterminate
+        ));
+    }
+    if let Some(kind) = summary
+        .failed
+        .keys()
+        .find(|k| !EXPECTED_FAILURES.contains(&k.as_str()))
+    {
+        return Err(format!("unexpected {kind} errors: {summary}"));
+    }
+    Ok(())
+}
+
+/// Saves a history that failed to a file under the temporary folder, so
+/// that it can be read in full, and returns its path.
+pub fn save_failed(records: &[Record], label: &str) -> Option<PathBuf> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "revstore-failed-{label}-{}-{}.jsonl",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let writer = HistoryWriter::create(&path).ok()?;
+    for r in records {
+        writer.record(r.clone()).ok()?;
+    }
+    Some(path)
+}
+
+/// Checks a history; on a violation, saves it and explains where.
+///
+/// # Errors
+/// The violation and the saved history's path, as one message.
+pub fn check_saving(records: &[Record], label: &str) -> Result<Summary, String> {
+    let explain = |v: Violation| {
+        let saved = save_failed(records, label)
+            .map_or_else(|| "(not saved)".to_owned(), |p| p.display().to_string());
+        format!("{label}: {v}\nhistory of {} ops: {saved}", records.len())
+    };
+    let summary = check(records).map_err(explain)?;
+    clean(&summary).map_err(|e| format!("{label}: {e}"))?;
+    Ok(summary)
+}
+
+/// Runs a workload on threads against a fresh location of `backend` and
+/// checks the history.
+///
+/// # Errors
+/// The violation (or unexpected error), with `label` and where the
+/// history was saved.
+pub fn run_checked(
+    backend: &dyn TestBackend,
+    handles: Handles,
+    workload: &[Vec<Step>],
+    label: &str,
+) -> Result<Summary, String> {
+    let location = backend.fresh();
+    let records = run_on(location.as_ref(), handles, workload);
+    check_saving(&records, label)
+}
