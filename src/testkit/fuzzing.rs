@@ -812,6 +812,34 @@ mod tests {
         ));
     }
 
+    /// Core finding: each `copy` of the root doubles the document and the
+    /// engine measures only the final result, so 26 copies (an 880-byte
+    /// patch) exhaust memory. Until `PreparedPatch::apply` bounds every
+    /// step, cases with more than [`MAX_FUZZ_COPIES`] copies are skipped;
+    /// this pins both the skip and the largest case still run.
+    #[test]
+    fn root_copies_are_bounded_in_cases() {
+        let copies = |n: usize| {
+            let ops: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"op":"copy","from":"","path":"/{i}"}}"#))
+                .collect();
+            format!(r#"{{"s":"{}"}} [{}]"#, "x".repeat(200), ops.join(","))
+        };
+        let (_, skipped) = decode_patch_input(copies(40).as_bytes());
+        assert!(count_copies(&skipped) > MAX_FUZZ_COPIES);
+        patch_case(copies(40).as_bytes());
+        let (body, largest) = decode_patch_input(copies(MAX_FUZZ_COPIES).as_bytes());
+        assert_eq!(count_copies(&largest), MAX_FUZZ_COPIES);
+        let key = fuzz_key();
+        let limits = Limits::default();
+        let out = Patch::Json(largest)
+            .prepare(&key, &limits)
+            .and_then(|p| p.apply(&key, &body, &limits))
+            .unwrap();
+        assert!(compact_len(&out) > 200 << MAX_FUZZ_COPIES);
+        patch_case(copies(MAX_FUZZ_COPIES).as_bytes());
+    }
+
     #[test]
     fn replay_names_the_failing_file() {
         let dir = std::env::temp_dir().join(format!("revstore-replay-{}", std::process::id()));
