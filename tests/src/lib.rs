@@ -65,6 +65,10 @@ pub fn clean(summary: &Summary) -> Result<(), String> {
 /// that it can be read in full, and returns its path.
 pub fn save_failed(records: &[Record], label: &str) -> Option<PathBuf> {
     static N: AtomicU32 = AtomicU32::new(0);
+    let label: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let path = std::env::temp_dir().join(format!(
         "revstore-failed-{label}-{}-{}.jsonl",
         std::process::id(),

@@ -2,9 +2,11 @@
 //! handle and one handle per thread, on every backend: the checker must
 //! accept every history. Plus counter sums from read → CAS increments.
 //!
-//! Default size per backend and handle mode: 3 runs (4 threads × 40 steps
-//! on 1 key, 8 × 30 on 2, 16 × 20 on 3) = 720 operations; `REVSTORE_SOAK=N`
-//! runs N rounds with fresh seeds.
+//! Default size per backend and handle mode: 3 runs (4 threads × 100 steps
+//! on 1 key, 8 × 60 on 2, 16 × 40 on 3) = 1 520 operations plus final reads,
+//! so 9 120 checked operations over the six tests; the counter tests add 160
+//! increments per backend. `REVSTORE_SOAK=N` runs N rounds with fresh seeds
+//! and N times the increments. `REVSTORE_SEED` changes the base seed.
 
 use revstore::testkit::soak_factor;
 use revstore::testkit::workload::{generate, increment, Handles, COUNTERS};
@@ -12,7 +14,7 @@ use revstore_tests::{backend, run_checked};
 use serde_json::json;
 
 /// (threads, steps per thread, keys) of one round.
-const SHAPES: [(usize, usize, u8); 3] = [(4, 40, 1), (8, 30, 2), (16, 20, 3)];
+const SHAPES: [(usize, usize, u8); 3] = [(4, 100, 1), (8, 60, 2), (16, 40, 3)];
 
 fn seeded_runs(backend_name: &str, handles: Handles) {
     let backend = backend(backend_name);
