@@ -108,6 +108,21 @@ impl Limits {
         Ok(())
     }
 
+    /// Checks an intermediate result of a patch (any value) against the
+    /// body limits.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] naming the key.
+    pub(crate) fn check_result(&self, key: &Key, value: &Value) -> Result<()> {
+        let mut stack = vec![(value, 0usize)];
+        check_depth(&mut stack, self.max_depth)
+            .map_err(|()| self.exceeded(key, "body", LimitKind::Depth))?;
+        if encoded_len(value, self.max_body_bytes) > self.max_body_bytes {
+            return Err(self.exceeded(key, "body", LimitKind::Size));
+        }
+        Ok(())
+    }
+
     fn exceeded(&self, key: &Key, what: &'static str, limit: LimitKind) -> Error {
         Error::LimitExceeded {
             key: key.clone(),

@@ -84,19 +84,29 @@ impl PreparedPatch {
         match self {
             PreparedPatch::Merge(patch) => json_patch::merge(&mut doc, patch),
             PreparedPatch::Json(ops) => {
-                // The working copy is discarded on error, so the crate's
-                // undo log (and its `unreachable!`) is not needed.
-                json_patch::patch_unsafe(&mut doc, &ops.0).map_err(|e| match e.kind {
-                    json_patch::PatchErrorKind::TestFailed => Error::PatchTestFailed {
-                        key: key.clone(),
-                        path: e.path.to_string(),
-                        reason: format!("operation {} found a different value", e.operation),
-                    },
-                    _ => Error::InvalidPatch {
-                        key: key.clone(),
-                        reason: e.to_string(),
-                    },
-                })?;
+                // Apply one operation at a time: a `copy` can double the
+                // document, so 30 of them in a tiny patch would exhaust
+                // memory before the final check. The working copy is
+                // discarded on error, so the crate's undo log (and its
+                // `unreachable!`) is not needed.
+                for (index, op) in ops.0.iter().enumerate() {
+                    json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|e| {
+                        match e.kind {
+                            json_patch::PatchErrorKind::TestFailed => Error::PatchTestFailed {
+                                key: key.clone(),
+                                path: e.path.to_string(),
+                                reason: format!("operation {index} found a different value"),
+                            },
+                            _ => Error::InvalidPatch {
+                                key: key.clone(),
+                                reason: format!("operation {index}: {}", e.kind),
+                            },
+                        }
+                    })?;
+                    if matches!(op, json_patch::PatchOperation::Copy(_)) {
+                        limits.check_result(key, &doc)?;
+                    }
+                }
             }
         }
         match doc {
@@ -212,6 +222,22 @@ mod tests {
         .unwrap();
         let keys: Vec<_> = out.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn repeated_copies_stop_at_the_size_limit() {
+        let ops: Vec<Value> = (0..64)
+            .map(|i| json!({"op": "copy", "from": "", "path": format!("/{i}")}))
+            .collect();
+        let result = apply(
+            Patch::Json(Value::Array(ops)),
+            json!({"s": "x".repeat(200)}),
+        );
+        assert!(
+            matches!(result, Err(Error::LimitExceeded { .. })),
+            "{:?}",
+            result.map(|_| ())
+        );
     }
 
     #[test]
