@@ -57,7 +57,15 @@ pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), Failure>
 /// revstore, or is some other application's database (it has tables but no
 /// revstore version, which creation always sets in the same transaction).
 fn check_version(conn: &Connection, path: &Path) -> Result<Option<i64>, Failure> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    // One statement, so one snapshot: reading the version and the tables
+    // separately could see another process's creation land in between
+    // (version 0, then a table) and take a new revstore file for a foreign one.
+    let (version, tables): (i64, i64) = conn.query_row(
+        "SELECT (SELECT user_version FROM pragma_user_version), \
+                (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let refuse = |reason: String| {
         Failure::Final(Error::InvalidConfig {
             input: path.display().to_string(),
@@ -67,11 +75,6 @@ fn check_version(conn: &Connection, path: &Path) -> Result<Option<i64>, Failure>
     match version {
         FORMAT_VERSION => Ok(Some(version)),
         0 => {
-            let tables: i64 = conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-                [],
-                |row| row.get(0),
-            )?;
             if tables == 0 {
                 Ok(None)
             } else {

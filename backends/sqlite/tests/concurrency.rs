@@ -185,3 +185,24 @@ fn writers_wait_for_a_long_transaction_and_then_succeed() {
     );
     assert!(store.get("other", "held").unwrap().is_some());
 }
+
+/// Many handles opening a brand-new file at the same moment all succeed: the
+/// format check must never see another opener's table without its version.
+#[test]
+fn concurrent_opens_of_a_new_file_all_succeed() {
+    for round in 0..300 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let barrier = std::sync::Barrier::new(16);
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| {
+                    barrier.wait();
+                    if let Err(e) = revstore_sqlite::SqliteBackend::open(&path) {
+                        panic!("round {round}: open failed: {e}");
+                    }
+                });
+            }
+        });
+    }
+}
