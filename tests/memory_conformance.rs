@@ -20,10 +20,11 @@ mod races_catch_a_broken_backend {
             "broken"
         }
         fn read(&self, key: &Key) -> Result<Option<Record>> {
-            // A slow read widens the window between read and commit, as
-            // real I/O does.
-            std::thread::sleep(std::time::Duration::from_micros(50));
-            self.0.read(key)
+            // A slow read widens the window between what was read and the
+            // commit built on it, as real I/O does.
+            let record = self.0.read(key);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            record
         }
         fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
             let current = self.0.read(commit.key)?.map_or(0, |r| r.revision);
