@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-cargo nextest run --workspace --all-features --profile ci
 cargo test --workspace --all-features --doc
+cargo nextest run --workspace --all-features --profile ci
