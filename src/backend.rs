@@ -9,6 +9,7 @@ use std::fmt;
 
 use crate::body::Body;
 use crate::error::Result;
+use crate::feed::{Change, ChangeKind};
 use crate::key::Key;
 pub use crate::precondition::Current;
 
@@ -77,6 +78,9 @@ pub struct Commit<'a> {
     pub body: Option<&'a Body>,
     /// An optional second key that must be unchanged.
     pub guard: Option<Guard<'a>>,
+    /// What the write does, for the change feed: the engine knows it from
+    /// the state it read, which the commit is conditional on.
+    pub kind: ChangeKind,
 }
 
 impl Commit<'_> {
@@ -119,6 +123,14 @@ pub enum CommitOutcome {
 ///   setting promises.
 /// - [`list`](Self::list) returns the live documents of a collection, sorted
 ///   by name. It need not be a snapshot: each entry is some committed state.
+/// - Every committed write appears in the change feed
+///   ([`changes_since`](Self::changes_since)) exactly once, with a
+///   store-wide `seq` that increases in commit order, recorded atomically
+///   with the write (a backend may document an at-least-once exception for
+///   a crash between recording and committing; such an entry names a
+///   revision that was never committed and is later reused). A cursor never
+///   misses a change: once a commit is visible to a read, its change is
+///   visible to `changes_since` too.
 /// - Reads never write.
 ///
 /// Keys handed to a backend are already validated, and bodies already
@@ -135,4 +147,15 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
 
     /// Lists the live documents of a collection, sorted by name.
     fn list(&self, collection: &str) -> Result<Vec<Entry>>;
+
+    /// Up to `limit` changes with `seq > after`, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Compacted`](crate::Error::Compacted) when changes after
+    /// `after` have been discarded by retention, so the caller would miss
+    /// some: it should re-list and resume from [`last_seq`](Self::last_seq).
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
+
+    /// The `seq` of the newest committed change, 0 when there is none.
+    fn last_seq(&self) -> Result<u64>;
 }

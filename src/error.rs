@@ -166,6 +166,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A change-feed cursor is older than the retained history: changes
+    /// after it were discarded. Re-list, then resume from the current
+    /// `last_seq`.
+    #[error("changes after seq {requested} are no longer retained (the feed keeps changes after seq {retained_after}); re-list and resume from the current seq")]
+    Compacted {
+        /// The cursor asked for.
+        requested: u64,
+        /// The oldest cursor still answered.
+        retained_after: u64,
+    },
+
     /// An operating-system I/O call failed.
     #[error("I/O error during {op} on {path}: {source}", path = .path.display())]
     Io {
@@ -224,6 +235,7 @@ impl Error {
             Error::Aborted { .. } => "aborted",
             Error::Deserialize { .. } => "deserialize",
             Error::Corrupt { .. } => "corrupt",
+            Error::Compacted { .. } => "compacted",
             Error::Io { .. } => "io",
             Error::Backend { .. } => "backend",
             Error::InvalidConfig { .. } => "invalid_config",

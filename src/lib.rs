@@ -54,12 +54,14 @@ pub mod backend;
 mod body;
 mod durability;
 mod error;
+mod feed;
 mod key;
 mod memory;
 mod patch;
 mod precondition;
 mod retry;
 mod store;
+mod watch;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -67,12 +69,14 @@ pub use backend::{Commit, CommitOutcome, Entry, Guard, Record, StorageBackend};
 pub use body::{value_kind, Body, Document, Limits, Versioned};
 pub use durability::Durability;
 pub use error::{Error, LimitKind, NameKind, Result};
+pub use feed::{parse_retention, Change, ChangeKind, DEFAULT_RETAINED_CHANGES};
 pub use key::{validate_collection, validate_name, Key, MAX_NAME_LEN};
 pub use memory::MemoryBackend;
 pub use patch::{Patch, PreparedPatch};
 pub use precondition::{Current, Precondition};
 pub use retry::RetryPolicy;
 pub use store::{Store, StoreOptions};
+pub use watch::Watch;
 
 /// The README's examples, compiled and run as documentation tests.
 #[cfg(doctest)]

@@ -9,10 +9,12 @@ use serde_json::Value;
 use crate::backend::{current_of, Commit, CommitOutcome, Entry, Record, StorageBackend};
 use crate::body::{Body, Document, Limits, Versioned};
 use crate::error::{Error, Result};
+use crate::feed::{Change, ChangeKind};
 use crate::key::{validate_collection, Key};
 use crate::patch::Patch;
 use crate::precondition::{Current, Precondition};
 use crate::retry::RetryPolicy;
+use crate::watch::Watch;
 
 /// Settings of a [`Store`] handle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -270,6 +272,32 @@ impl Store {
         .map(|(revision, _)| revision)
     }
 
+    /// Up to `limit` committed changes with `seq > after`, in commit order,
+    /// from every handle and process writing to this store.
+    ///
+    /// # Errors
+    /// [`Error::Compacted`] when changes after `after` are no longer
+    /// retained: re-list, then resume from [`last_seq`](Store::last_seq)
+    /// (taken before listing). And the backend's errors.
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.backend.changes_since(after, limit)
+    }
+
+    /// The `seq` of the newest committed change (0 when none): the cursor
+    /// that "resumes from now".
+    ///
+    /// # Errors
+    /// The backend's errors.
+    pub fn last_seq(&self) -> Result<u64> {
+        self.backend.last_seq()
+    }
+
+    /// A blocking iterator over the changes after `after`, polling the
+    /// feed every `poll` while there is nothing new. See [`Watch`].
+    pub fn watch(&self, after: u64, poll: std::time::Duration) -> Watch {
+        Watch::new(self.clone(), after, poll)
+    }
+
     /// The write loop shared by every operation: read, check the
     /// precondition, compute the new body, commit on the revision read;
     /// after a lost race, back off and start again from a fresh read.
@@ -295,11 +323,17 @@ impl Store {
                 });
             }
             let body = step(key, record.as_ref())?;
+            let kind = match (&body, current.is_live()) {
+                (None, _) => ChangeKind::Deleted,
+                (Some(_), true) => ChangeKind::Updated,
+                (Some(_), false) => ChangeKind::Created,
+            };
             let commit = Commit {
                 key,
                 expected: current.last_revision(),
                 body: body.as_ref(),
                 guard: None,
+                kind,
             };
             match self.backend.commit(&commit)? {
                 CommitOutcome::Committed => return Ok((commit.new_revision(), body)),

@@ -36,6 +36,12 @@ mod races_catch_a_broken_backend {
         fn list(&self, collection: &str) -> Result<Vec<Entry>> {
             self.0.list(collection)
         }
+        fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<revstore::Change>> {
+            self.0.changes_since(after, limit)
+        }
+        fn last_seq(&self) -> Result<u64> {
+            self.0.last_seq()
+        }
     }
 
     struct Broken;
@@ -56,6 +62,11 @@ mod races_catch_a_broken_backend {
         }
         fn fresh(&self) -> Box<dyn TestLocation> {
             Box::new(BrokenLocation(SkipsRevisionCheck::default()))
+        }
+        fn fresh_with_retention(&self, retain: u64) -> Box<dyn TestLocation> {
+            Box::new(BrokenLocation(SkipsRevisionCheck(
+                MemoryBackend::with_retention(retain),
+            )))
         }
     }
 

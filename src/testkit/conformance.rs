@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use super::{TestBackend, TestLocation};
-use crate::{Current, Error, LimitKind, NameKind, Patch, Precondition, Store};
+use crate::{Change, ChangeKind, Current, Error, LimitKind, NameKind, Patch, Precondition, Store};
 
 /// Generates one `#[test]` per conformance check and per in-process race
 /// for a backend, e.g.
@@ -31,6 +31,9 @@ macro_rules! conformance_tests {
             conformance::invalid_input_changes_nothing,
             conformance::handles_share_state,
             conformance::typed_get,
+            conformance::feed_reports_every_commit_in_order,
+            conformance::feed_sees_other_handles_and_skips_failed_writes,
+            conformance::feed_compaction_is_reported,
             races::increment_race_shared_handle,
             races::increment_race_own_handles,
             races::update_race,
@@ -594,4 +597,158 @@ pub fn typed_get(backend: &dyn TestBackend) {
         Err(Error::Deserialize { key, .. }) => assert_eq!(key.to_string(), "models/bad"),
         other => panic!("expected Deserialize, got {other:?}"),
     }
+}
+
+fn feed(s: &Store, after: u64) -> Vec<(u64, String, u64, ChangeKind)> {
+    s.changes_since(after, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|c: Change| (c.seq, c.key.to_string(), c.revision, c.kind))
+        .collect()
+}
+
+/// Every committed write appears once in the feed, in commit order, with
+/// its revision and kind; seqs strictly increase; cursors and limits work.
+pub fn feed_reports_every_commit_in_order(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    assert_eq!(s.last_seq().unwrap(), 0);
+    assert!(s.changes_since(0, 10).unwrap().is_empty());
+    s.create("c", "a", json!({})).unwrap();
+    s.create("c", "b", json!({})).unwrap();
+    s.patch("c", "a", &Patch::Merge(json!({"x": 1})), Precondition::Any)
+        .unwrap();
+    s.delete("c", "b", Precondition::Any).unwrap();
+    s.replace("c", "b", json!({}), Precondition::Any).unwrap();
+    s.replace("d", "a", json!({}), Precondition::Any).unwrap();
+    let all = feed(&s, 0);
+    let shape: Vec<(String, u64, ChangeKind)> = all
+        .iter()
+        .map(|(_, k, r, kind)| (k.clone(), *r, *kind))
+        .collect();
+    let expected = [
+        ("c/a", 1, ChangeKind::Created),
+        ("c/b", 1, ChangeKind::Created),
+        ("c/a", 2, ChangeKind::Updated),
+        ("c/b", 2, ChangeKind::Deleted),
+        ("c/b", 3, ChangeKind::Created),
+        ("d/a", 1, ChangeKind::Created),
+    ]
+    .map(|(k, r, kind)| (k.to_owned(), r, kind));
+    assert_eq!(shape, expected, "{}", backend.name());
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "seqs increase: {all:?}"
+    );
+    let last = s.last_seq().unwrap();
+    assert_eq!(last, all[all.len() - 1].0);
+    // A cursor returns exactly the suffix after it; a limit the prefix.
+    for (i, (seq, ..)) in all.iter().enumerate() {
+        assert_eq!(feed(&s, *seq), all[i + 1..].to_vec());
+    }
+    let first_two: Vec<u64> = s
+        .changes_since(0, 2)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(first_two, [all[0].0, all[1].0]);
+    assert!(s.changes_since(last, 10).unwrap().is_empty());
+    assert!(
+        s.changes_since(last + 100, 10).unwrap().is_empty(),
+        "a cursor from the future sees nothing yet"
+    );
+}
+
+/// Changes made through another handle show up; refused writes leave no
+/// trace in the feed.
+pub fn feed_sees_other_handles_and_skips_failed_writes(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (a, b) = (location.open(), location.open());
+    a.create("c", "k", json!({"v": 1})).unwrap();
+    let start = b.last_seq().unwrap();
+    assert!(start >= 1);
+    assert!(a.create("c", "k", json!({})).is_err());
+    assert!(a
+        .replace("c", "k", json!({}), Precondition::Revision(9))
+        .is_err());
+    assert!(a
+        .patch(
+            "c",
+            "k",
+            &Patch::Json(json!([{"op": "test", "path": "/v", "value": 2}])),
+            Precondition::Any
+        )
+        .is_err());
+    assert!(a.delete("c", "missing", Precondition::Any).is_err());
+    assert!(a.create("c", "bad/name", json!({})).is_err());
+    assert_eq!(b.last_seq().unwrap(), start, "failed writes add no change");
+    b.patch("c", "k", &Patch::Merge(json!({"v": 2})), Precondition::Any)
+        .unwrap();
+    let seen = feed(&a, start);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].1.as_str(), seen[0].2, seen[0].3),
+        ("c/k", 2, ChangeKind::Updated)
+    );
+    let mut watch = a.watch(start, std::time::Duration::from_millis(5));
+    let change = watch
+        .next_timeout(std::time::Duration::from_secs(5))
+        .unwrap()
+        .expect("the watch sees the change");
+    assert_eq!(change.revision, 2);
+    assert!(watch
+        .next_timeout(std::time::Duration::from_millis(20))
+        .unwrap()
+        .is_none());
+    b.delete("c", "k", Precondition::Any).unwrap();
+    let change = watch
+        .next_timeout(std::time::Duration::from_secs(5))
+        .unwrap()
+        .expect("and the next one");
+    assert_eq!((change.revision, change.kind), (3, ChangeKind::Deleted));
+    assert_eq!(watch.cursor(), change.seq);
+}
+
+/// A cursor older than the retained history gets `Compacted`, never a
+/// silent gap; re-listing and resuming from `last_seq` works.
+pub fn feed_compaction_is_reported(backend: &dyn TestBackend) {
+    let location = backend.fresh_with_retention(10);
+    let s = location.open();
+    for i in 0..200 {
+        s.replace(
+            "c",
+            &format!("k{}", i % 7),
+            json!({ "i": i }),
+            Precondition::Any,
+        )
+        .unwrap();
+    }
+    let last = s.last_seq().unwrap();
+    match s.changes_since(0, 10) {
+        Err(Error::Compacted {
+            requested,
+            retained_after,
+        }) => {
+            assert_eq!(requested, 0);
+            assert!(
+                retained_after > 0 && retained_after <= last - 10,
+                "{retained_after} of {last}"
+            );
+            // Everything after the reported point is still there, in order.
+            let rest = feed(&s, retained_after);
+            assert_eq!(rest.len() as u64, last - retained_after);
+            assert_eq!(rest[rest.len() - 1].0, last);
+        }
+        other => panic!("{}: expected Compacted, got {other:?}", backend.name()),
+    }
+    let mut watch = s.watch(0, std::time::Duration::from_millis(1));
+    assert!(matches!(watch.next(), Some(Err(Error::Compacted { .. }))));
+    assert!(watch.next().is_none(), "the watch ends after an error");
+    // Re-list, then resume from last_seq: nothing is missed.
+    let resume = s.last_seq().unwrap();
+    assert_eq!(s.list("c").unwrap().len(), 7);
+    s.replace("c", "k0", json!({}), Precondition::Any).unwrap();
+    let after = feed(&s, resume);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1, "c/k0");
 }

@@ -37,6 +37,10 @@ pub trait TestBackend: Send + Sync {
 
     /// A new, empty location.
     fn fresh(&self) -> Box<dyn TestLocation>;
+
+    /// A new, empty location whose change feed keeps only about the newest
+    /// `retain` changes (a backend may keep somewhat more, never fewer).
+    fn fresh_with_retention(&self, retain: u64) -> Box<dyn TestLocation>;
 }
 
 /// The memory backend as a [`TestBackend`]: handles share one map.
@@ -62,6 +66,10 @@ impl TestBackend for MemoryTestBackend {
 
     fn fresh(&self) -> Box<dyn TestLocation> {
         Box::new(MemoryLocation(crate::MemoryBackend::new()))
+    }
+
+    fn fresh_with_retention(&self, retain: u64) -> Box<dyn TestLocation> {
+        Box::new(MemoryLocation(crate::MemoryBackend::with_retention(retain)))
     }
 }
 

@@ -62,6 +62,12 @@ impl StorageBackend for BrokenBackend {
     fn list(&self, collection: &str) -> Result<Vec<Entry>> {
         self.inner.list(collection)
     }
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        self.inner.changes_since(after, limit)
+    }
+    fn last_seq(&self) -> Result<u64> {
+        self.inner.last_seq()
+    }
 }
 
 /// [`BrokenBackend`] as a [`TestBackend`]: handles on one location share
@@ -88,5 +94,12 @@ impl TestBackend for BrokenTestBackend {
 
     fn fresh(&self) -> Box<dyn TestLocation> {
         Box::new(BrokenLocation(BrokenBackend::new()))
+    }
+
+    fn fresh_with_retention(&self, retain: u64) -> Box<dyn TestLocation> {
+        Box::new(BrokenLocation(BrokenBackend {
+            inner: MemoryBackend::with_retention(retain),
+            ..BrokenBackend::new()
+        }))
     }
 }
