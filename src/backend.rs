@@ -84,9 +84,11 @@ pub struct Commit<'a> {
 }
 
 impl Commit<'_> {
-    /// The revision this commit writes.
+    /// The revision this commit writes. (The engine never commits on a
+    /// key whose revision is `u64::MAX`, so this does not saturate in
+    /// practice.)
     pub fn new_revision(&self) -> u64 {
-        self.expected + 1
+        self.expected.saturating_add(1)
     }
 }
 

@@ -100,7 +100,7 @@ impl Limits {
     /// [`Error::LimitExceeded`] naming the key.
     pub fn check_patch(&self, key: &Key, patch: &Value) -> Result<()> {
         let mut stack = vec![(patch, 0usize)];
-        check_depth(&mut stack, self.max_depth + 2)
+        check_depth(&mut stack, self.max_depth.saturating_add(2))
             .map_err(|()| self.exceeded(key, "patch", LimitKind::Depth))?;
         if encoded_len(patch, self.max_body_bytes) > self.max_body_bytes {
             return Err(self.exceeded(key, "patch", LimitKind::Size));

@@ -322,6 +322,15 @@ impl Store {
                     actual: current,
                 });
             }
+            if current.last_revision() == u64::MAX {
+                // Only a hand-edited file can get here; wrapping to 0 would
+                // reuse revisions, so refuse and leave the data alone.
+                return Err(Error::Corrupt {
+                    location: key.to_string(),
+                    reason: "the stored revision is at its maximum and cannot be incremented"
+                        .to_owned(),
+                });
+            }
             let body = step(key, record.as_ref())?;
             let kind = match (&body, current.is_live()) {
                 (None, _) => ChangeKind::Deleted,

@@ -93,3 +93,58 @@ mod races_catch_a_broken_backend {
         must_fail(races::disjoint_patches_all_survive);
     }
 }
+
+/// A key whose stored revision is `u64::MAX` (only a hand-edited file can
+/// hold one) is refused as corrupt instead of wrapping to revision 0.
+#[test]
+fn a_revision_at_its_maximum_is_refused_not_wrapped() {
+    use revstore::{
+        Change, Commit, CommitOutcome, Entry, Error, Key, Patch, Precondition, Record, Result,
+        StorageBackend, Store,
+    };
+    use serde_json::json;
+
+    /// Holds one record at the largest revision; commits must not arrive.
+    #[derive(Debug)]
+    struct AtMaximum(revstore::Body);
+
+    impl StorageBackend for AtMaximum {
+        fn kind(&self) -> &'static str {
+            "at-maximum"
+        }
+        fn read(&self, _key: &Key) -> Result<Option<Record>> {
+            Ok(Some(Record {
+                revision: u64::MAX,
+                body: Some(self.0.clone()),
+            }))
+        }
+        fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
+            panic!("the engine committed on top of u64::MAX: {commit:?}")
+        }
+        fn list(&self, _collection: &str) -> Result<Vec<Entry>> {
+            Ok(Vec::new())
+        }
+        fn changes_since(&self, _after: u64, _limit: usize) -> Result<Vec<Change>> {
+            Ok(Vec::new())
+        }
+        fn last_seq(&self) -> Result<u64> {
+            Ok(0)
+        }
+    }
+
+    let body = json!({"v": 1}).as_object().cloned().unwrap();
+    let store = Store::open(AtMaximum(body));
+    let results = [
+        store
+            .patch("c", "k", &Patch::Merge(json!({"v": 2})), Precondition::Any)
+            .map(|_| ()),
+        store
+            .replace("c", "k", json!({}), Precondition::Any)
+            .map(|_| ()),
+        store.delete("c", "k", Precondition::Any).map(|_| ()),
+        store.update("c", "k", |_| Ok(())).map(|_| ()),
+    ];
+    for result in results {
+        assert!(matches!(result, Err(Error::Corrupt { .. })), "{result:?}");
+    }
+}

@@ -30,6 +30,7 @@ macro_rules! conformance_tests {
             conformance::values_round_trip,
             conformance::invalid_input_changes_nothing,
             conformance::handles_share_state,
+            conformance::backend_commit_is_conditional,
             conformance::typed_get,
             conformance::feed_reports_every_commit_in_order,
             conformance::feed_sees_other_handles_and_skips_failed_writes,
@@ -445,6 +446,7 @@ pub fn values_round_trip(backend: &dyn TestBackend) {
         "big_f": -1.5e300,
         "tiny_f": 1e-300,
         "whole_f": 2.0,
+        "hard_f": [985.6906946328695, -1.81996730402717e-179, 0.30000000000000004, 5e-324, 1.7976931348623157e308, 123456789.12345679],
         "s": "plain",
         "empty_s": "",
         "unicode": "日本語 ✓ é",
@@ -562,6 +564,92 @@ pub fn handles_share_state(backend: &dyn TestBackend) {
         body(json!({"by": "b"}))
     );
     assert_eq!(a.list("c").unwrap(), b.list("c").unwrap());
+}
+
+/// The backend's own conditional commit, called directly (the engine
+/// re-reads before committing, so stale commits rarely reach a backend
+/// through it): a stale `expected` on a live document, on a tombstone, or
+/// `0` where a record exists is a conflict reporting the actual state, and
+/// changes nothing; a guard that moved refuses the commit.
+pub fn backend_commit_is_conditional(backend: &dyn TestBackend) {
+    use crate::{Commit, CommitOutcome, Guard, Key};
+    let (_loc, s) = fresh(backend);
+    let b = s.backend();
+    let key = Key::new("c", "k").unwrap();
+    let v = |n: i64| body(json!({ "v": n }));
+    let commit = |expected: u64, body: Option<&crate::Body>, guard: Option<Guard<'_>>| {
+        let kind = match (body, expected) {
+            (None, _) => ChangeKind::Deleted,
+            (Some(_), 0) => ChangeKind::Created,
+            (Some(_), _) => ChangeKind::Updated,
+        };
+        b.commit(&Commit {
+            key: &key,
+            expected,
+            body,
+            guard,
+            kind,
+        })
+        .unwrap()
+    };
+    let conflict = |actual| CommitOutcome::Conflict { actual };
+    assert_eq!(commit(1, Some(&v(0)), None), conflict(Current::Missing));
+    assert_eq!(b.read(&key).unwrap(), None);
+    assert_eq!(commit(0, Some(&v(1)), None), CommitOutcome::Committed);
+    assert_eq!(commit(0, Some(&v(9)), None), conflict(live(1)));
+    assert_eq!(commit(2, Some(&v(9)), None), conflict(live(1)));
+    assert_eq!(commit(1, Some(&v(2)), None), CommitOutcome::Committed);
+    assert_eq!(
+        commit(1, Some(&v(9)), None),
+        conflict(live(2)),
+        "stale by one"
+    );
+    assert_eq!(commit(2, None, None), CommitOutcome::Committed);
+    let tomb = Current::Deleted { revision: 3 };
+    assert_eq!(commit(2, Some(&v(9)), None), conflict(tomb));
+    assert_eq!(
+        commit(0, Some(&v(9)), None),
+        conflict(tomb),
+        "a tombstone is not absent to a commit"
+    );
+    assert_eq!(
+        b.read(&key).unwrap(),
+        Some(crate::Record {
+            revision: 3,
+            body: None
+        }),
+        "refused commits changed nothing"
+    );
+    // Guards: the guard key's last revision must still match.
+    let guard_key = Key::new_reserved("_schema", "c").unwrap();
+    let guard = |revision| {
+        Some(Guard {
+            key: &guard_key,
+            revision,
+        })
+    };
+    assert_eq!(
+        commit(3, Some(&v(4)), guard(1)),
+        CommitOutcome::GuardChanged {
+            actual: Current::Missing
+        }
+    );
+    assert_eq!(b.read(&key).unwrap().map(|r| r.revision), Some(3));
+    assert_eq!(commit(3, Some(&v(4)), guard(0)), CommitOutcome::Committed);
+    let schema_write = Commit {
+        key: &guard_key,
+        expected: 0,
+        body: Some(&v(0)),
+        guard: None,
+        kind: ChangeKind::Created,
+    };
+    assert_eq!(b.commit(&schema_write).unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        commit(4, Some(&v(5)), guard(0)),
+        CommitOutcome::GuardChanged { actual: live(1) }
+    );
+    assert_eq!(commit(4, Some(&v(5)), guard(1)), CommitOutcome::Committed);
+    assert_eq!(b.read(&key).unwrap().and_then(|r| r.body), Some(v(5)));
 }
 
 /// `get_as` reads typed models and reports a mismatch naming the key.

@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -53,6 +52,12 @@ where
 pub fn cas_increment(store: &Store, collection: &str, name: &str) -> crate::Result<u64> {
     let mut conflicts = 0;
     loop {
+        // A backend that refused every compare-and-swap would spin here
+        // forever; fail instead of hanging the suite.
+        assert!(
+            conflicts < 100_000,
+            "{collection}/{name}: 100 000 compare-and-swaps in a row lost"
+        );
         let doc = store
             .get(collection, name)?
             .ok_or_else(|| Error::NotFound {
@@ -251,7 +256,6 @@ pub fn stale_cache_refresh_with_precondition_is_refused(backend: &dyn TestBacken
             .unwrap()
     });
     let edited = edit.join().unwrap();
-    thread::sleep(Duration::from_millis(1));
     let refused = refresher.patch(
         "models",
         "orders",
