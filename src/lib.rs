@@ -52,6 +52,7 @@
 
 pub mod backend;
 mod body;
+mod cache;
 mod durability;
 mod error;
 mod feed;
@@ -66,6 +67,7 @@ mod watch;
 pub mod testkit;
 
 pub use backend::{Commit, CommitOutcome, Entry, Guard, Record, StorageBackend};
+pub use cache::CachedStore;
 pub use body::{value_kind, Body, Document, Limits, Versioned};
 pub use durability::Durability;
 pub use error::{Error, LimitKind, NameKind, Result};

@@ -35,6 +35,8 @@ macro_rules! conformance_tests {
             conformance::feed_reports_every_commit_in_order,
             conformance::feed_sees_other_handles_and_skips_failed_writes,
             conformance::feed_compaction_is_reported,
+            conformance::cache_follows_the_feed,
+            conformance::cache_never_goes_backwards_and_converges,
             races::increment_race_shared_handle,
             races::increment_race_own_handles,
             races::update_race,
@@ -839,4 +841,136 @@ pub fn feed_compaction_is_reported(backend: &dyn TestBackend) {
     let after = feed(&s, resume);
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].1, "c/k0");
+}
+
+/// The read-through cache: bounded staleness, only changed keys
+/// invalidated, fresh reads on demand, writes through it installed, and a
+/// compacted cursor handled by starting over.
+pub fn cache_follows_the_feed(backend: &dyn TestBackend) {
+    use crate::CachedStore;
+    use std::time::Duration;
+    let location = backend.fresh_with_retention(10);
+    let (writer, reader) = (location.open(), location.open());
+    writer.create("c", "a", json!({"v": 1})).unwrap();
+    writer.create("c", "b", json!({"v": 1})).unwrap();
+    let lazy = CachedStore::new(reader.clone(), Duration::from_secs(3600)).unwrap();
+    let eager = CachedStore::new(reader, Duration::ZERO).unwrap();
+    for cache in [&lazy, &eager] {
+        assert_eq!(cache.get("c", "a").unwrap().unwrap().revision, 1);
+        assert_eq!(cache.get("c", "b").unwrap().unwrap().revision, 1);
+        assert_eq!(cache.get("c", "none").unwrap(), None);
+        assert_eq!(cache.len(), 3);
+    }
+    writer
+        .patch("c", "a", &Patch::Merge(json!({"v": 2})), Precondition::Any)
+        .unwrap();
+    assert_eq!(
+        eager.get("c", "a").unwrap().unwrap().revision,
+        2,
+        "staleness 0 reads the change"
+    );
+    assert_eq!(
+        lazy.get("c", "a").unwrap().unwrap().revision,
+        1,
+        "within its staleness bound"
+    );
+    assert_eq!(lazy.get_fresh("c", "a").unwrap().unwrap().revision, 2);
+    writer
+        .patch("c", "a", &Patch::Merge(json!({"v": 3})), Precondition::Any)
+        .unwrap();
+    lazy.catch_up().unwrap();
+    assert_eq!(lazy.len(), 2, "only the changed key was invalidated");
+    assert_eq!(
+        lazy.get("c", "a").unwrap().unwrap().body,
+        body(json!({"v": 3}))
+    );
+    assert_eq!(lazy.get("c", "b").unwrap().unwrap().revision, 1);
+    // Writes through the cache install their result.
+    let doc = lazy
+        .patch("c", "b", &Patch::Merge(json!({"w": 1})), Precondition::Any)
+        .unwrap();
+    assert_eq!(lazy.get("c", "b").unwrap().unwrap(), doc);
+    lazy.delete("c", "b", Precondition::Any).unwrap();
+    assert_eq!(lazy.get("c", "b").unwrap(), None);
+    // Fall far behind a feed that keeps 10 changes: the cache starts over.
+    for i in 0..60 {
+        writer
+            .replace(
+                "c",
+                &format!("k{}", i % 5),
+                json!({ "i": i }),
+                Precondition::Any,
+            )
+            .unwrap();
+    }
+    writer
+        .replace("c", "a", json!({"v": "last"}), Precondition::Any)
+        .unwrap();
+    lazy.catch_up().unwrap();
+    assert_eq!(
+        lazy.get("c", "a").unwrap().unwrap().body,
+        body(json!({"v": "last"}))
+    );
+    assert_eq!(
+        lazy.get("c", "k4").unwrap().unwrap().body,
+        body(json!({"i": 59}))
+    );
+}
+
+/// Readers through a cache never see a key go back in revision while
+/// writers race them, and after the writers stop the cache converges on
+/// the store.
+pub fn cache_never_goes_backwards_and_converges(backend: &dyn TestBackend) {
+    use crate::CachedStore;
+    use std::time::Duration;
+    let location = backend.fresh();
+    let setup = location.open();
+    for k in ["k0", "k1"] {
+        setup.create("c", k, json!({"n": 0})).unwrap();
+    }
+    let cache = CachedStore::new(location.open(), Duration::ZERO).unwrap();
+    let writes = 60 * super::soak_factor() as usize;
+    std::thread::scope(|scope| {
+        for w in 0..3 {
+            let store = location.open();
+            scope.spawn(move || {
+                for i in 0..writes {
+                    let k = format!("k{}", (i + w) % 2);
+                    store
+                        .patch(
+                            "c",
+                            &k,
+                            &Patch::Merge(json!({ "n": i, "w": w })),
+                            Precondition::Any,
+                        )
+                        .unwrap();
+                }
+            });
+        }
+        for _ in 0..2 {
+            let cache = &cache;
+            scope.spawn(move || {
+                let mut seen = [0u64; 2];
+                for i in 0..(writes * 2) {
+                    let k = i % 2;
+                    let doc = cache.get("c", &format!("k{k}")).unwrap().expect("live");
+                    assert!(
+                        doc.revision >= seen[k],
+                        "k{k} went back from revision {} to {}",
+                        seen[k],
+                        doc.revision
+                    );
+                    seen[k] = doc.revision;
+                }
+            });
+        }
+    });
+    cache.catch_up().unwrap();
+    for k in ["k0", "k1"] {
+        assert_eq!(
+            cache.get("c", k).unwrap(),
+            setup.get("c", k).unwrap(),
+            "{k} converged"
+        );
+    }
 }
