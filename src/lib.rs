@@ -61,6 +61,7 @@ mod memory;
 mod patch;
 mod precondition;
 mod retry;
+pub mod schema;
 mod store;
 mod watch;
 #[cfg(feature = "testkit")]
