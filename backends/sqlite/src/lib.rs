@@ -12,7 +12,27 @@
 //!   [`SqliteBackend`]s, in any number of processes, may open the same file.
 //!   Lock contention is waited out (a busy timeout, then bounded retries for
 //!   up to 30 s in total) and never surfaces as an error under ordinary load.
-//! - **Readers never write** and, thanks to WAL, never wait for writers.
+//! - **Change feed.** Every committed write also inserts one row into a
+//!   `changes` table in the same transaction, so it appears in
+//!   [`changes_since`](revstore::StorageBackend::changes_since) exactly once,
+//!   visible from the moment the write is, with a seq SQLite's
+//!   `AUTOINCREMENT` hands out in commit order and never reuses. A write
+//!   prunes the feed to [`SqliteOptions::retain_changes`] once every 256
+//!   seqs (or every `retain_changes`, when smaller); a reader takes the
+//!   retention horizon and the rows from one snapshot, so a cursor older
+//!   than the horizon always gets [`Error::Compacted`], never a gap.
+//! - **Readers never write** and, thanks to WAL, never wait for writers. A
+//!   file that cannot be put in WAL mode is refused
+//!   ([`Error::InvalidConfig`] naming it), and so are in-memory databases.
+//! - **Format versions.** The file records its format in `PRAGMA
+//!   user_version` (now 2). A version-1 file, written before the change
+//!   feed existed, is migrated on open, in one immediate transaction that
+//!   concurrent openers wait for: its existing writes have no history, so
+//!   when it holds documents the feed starts after seq 1, and a cursor of 0
+//!   gets [`Error::Compacted`] (re-list, then follow from seq 1) rather
+//!   than a feed silently missing those documents. A migrated file can no
+//!   longer be opened by an older revstore-sqlite, which would write without
+//!   recording changes.
 //! - **Durability.** [`Durability::Full`] (the default) runs with
 //!   `synchronous=FULL`: a committed write survives power loss.
 //!   [`Durability::Relaxed`] uses `synchronous=NORMAL`: a committed write
@@ -38,6 +58,7 @@
 #![warn(missing_docs)]
 
 mod failure;
+mod feed;
 mod pool;
 mod row;
 mod schema;
@@ -46,7 +67,10 @@ pub mod testkit;
 
 use std::path::Path;
 
-use revstore::{Commit, CommitOutcome, Current, Durability, Entry, Error, Key, Record, Result};
+use revstore::{
+    Change, Commit, CommitOutcome, Current, Durability, Entry, Error, Key, Record, Result,
+    DEFAULT_RETAINED_CHANGES,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -54,11 +78,26 @@ use crate::failure::{retry_busy, Failure};
 use crate::pool::Pool;
 
 /// Settings of a [`SqliteBackend`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqliteOptions {
     /// What an acknowledged write survives (default [`Durability::Full`]);
     /// see the [crate documentation](crate).
     pub durability: Durability,
+    /// How many of the newest changes the change feed keeps (default
+    /// [`DEFAULT_RETAINED_CHANGES`]; 0 counts as 1). Writes through this
+    /// handle prune older ones; the feed may hold up to 255 more between
+    /// prunings, never fewer. Handles with different settings may share a
+    /// file: each prunes to its own setting when it writes.
+    pub retain_changes: u64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::default(),
+            retain_changes: DEFAULT_RETAINED_CHANGES,
+        }
+    }
 }
 
 /// A store in one SQLite database file (WAL mode).
@@ -70,6 +109,8 @@ pub struct SqliteOptions {
 #[derive(Debug)]
 pub struct SqliteBackend {
     pool: Pool,
+    /// [`SqliteOptions::retain_changes`].
+    retain_changes: u64,
 }
 
 /// The row of a key: its last revision and body.
@@ -109,18 +150,31 @@ impl SqliteBackend {
     /// revstore or belongs to another application, [`Error::Backend`] when
     /// it cannot be opened or created.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteBackend> {
-        let pool = Pool::new(path.as_ref().to_path_buf(), options.durability);
+        let path = path.as_ref();
+        if schema::is_private(path) {
+            return Err(Error::InvalidConfig {
+                input: path.display().to_string(),
+                reason: "in-memory SQLite databases are not supported: every connection \
+                         would see its own, separate database; give a file path \
+                         (or use revstore's MemoryBackend)"
+                    .to_owned(),
+            });
+        }
+        let pool = Pool::new(path.to_path_buf(), options.durability);
         let path = pool.path();
         retry_busy(
             path,
             || format!("opening {}", path.display()),
             || {
                 let mut conn = pool.get()?;
-                schema::enable_wal(&conn)?;
+                schema::enable_wal(&conn, path)?;
                 schema::prepare(&mut conn, path)
             },
         )?;
-        Ok(SqliteBackend { pool })
+        Ok(SqliteBackend {
+            pool,
+            retain_changes: options.retain_changes,
+        })
     }
 
     /// The database file.
@@ -225,6 +279,7 @@ impl revstore::StorageBackend for SqliteBackend {
                     let actual = current_in(&tx, path, key)?;
                     return Ok(CommitOutcome::Conflict { actual });
                 }
+                feed::record(&tx, key, new_revision, commit.kind, self.retain_changes)?;
                 tx.commit()?;
                 Ok(CommitOutcome::Committed)
             },
@@ -245,6 +300,35 @@ impl revstore::StorageBackend for SqliteBackend {
                     entries.push(entry(row, path, collection)?);
                 }
                 Ok(entries)
+            },
+        )
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let path = self.path();
+        retry_busy(
+            path,
+            || {
+                format!(
+                    "reading the changes after seq {after} from {}",
+                    path.display()
+                )
+            },
+            || {
+                let mut conn = self.pool.get()?;
+                feed::changes_since(&mut conn, path, after, limit)
+            },
+        )
+    }
+
+    fn last_seq(&self) -> Result<u64> {
+        let path = self.path();
+        retry_busy(
+            path,
+            || format!("reading the last seq of {}", path.display()),
+            || {
+                let conn = self.pool.get()?;
+                feed::last_seq(&conn, path)
             },
         )
     }

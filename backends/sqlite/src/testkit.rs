@@ -22,7 +22,7 @@ pub struct SqliteTestBackend {
 struct SqliteLocation {
     _dir: tempfile::TempDir,
     path: PathBuf,
-    durability: Durability,
+    options: SqliteOptions,
 }
 
 impl TestLocation for SqliteLocation {
@@ -32,10 +32,7 @@ impl TestLocation for SqliteLocation {
     /// When the file cannot be opened: the trait has no error channel, and
     /// a test cannot go on without its store.
     fn open(&self) -> Store {
-        let options = SqliteOptions {
-            durability: self.durability,
-        };
-        match SqliteBackend::open_with(&self.path, options) {
+        match SqliteBackend::open_with(&self.path, self.options) {
             Ok(backend) => Store::open(backend),
             Err(e) => panic!("cannot open test store {}: {e}", self.path.display()),
         }
@@ -56,6 +53,28 @@ impl TestBackend for SqliteTestBackend {
     /// # Panics
     /// When no temporary folder can be created.
     fn fresh(&self) -> Box<dyn TestLocation> {
+        self.location(SqliteOptions {
+            durability: self.durability,
+            ..SqliteOptions::default()
+        })
+    }
+
+    /// As [`fresh`](TestBackend::fresh), every handle keeping `retain`
+    /// changes.
+    ///
+    /// # Panics
+    /// When no temporary folder can be created.
+    fn fresh_with_retention(&self, retain: u64) -> Box<dyn TestLocation> {
+        self.location(SqliteOptions {
+            durability: self.durability,
+            retain_changes: retain,
+        })
+    }
+}
+
+impl SqliteTestBackend {
+    /// A new temporary folder holding `store.db`, opened with `options`.
+    fn location(&self, options: SqliteOptions) -> Box<dyn TestLocation> {
         let dir = match tempfile::Builder::new()
             .prefix("revstore-sqlite-")
             .tempdir()
@@ -67,7 +86,7 @@ impl TestBackend for SqliteTestBackend {
         Box::new(SqliteLocation {
             _dir: dir,
             path,
-            durability: self.durability,
+            options,
         })
     }
 }

@@ -1,11 +1,24 @@
 //! The backend primitive itself: conditional commits and guards.
 
-use revstore::{Commit, CommitOutcome, Current, Guard, Key, StorageBackend};
+use revstore::{ChangeKind, Commit, CommitOutcome, Current, Guard, Key, StorageBackend};
 use revstore_sqlite::SqliteBackend;
 use serde_json::json;
 
 fn body(v: serde_json::Value) -> revstore::Body {
     v.as_object().unwrap().clone()
+}
+
+/// What the engine would report for this write, from the key's state now.
+fn kind_of(backend: &SqliteBackend, key: &Key, b: Option<&revstore::Body>) -> ChangeKind {
+    let live = matches!(
+        backend.read(key).unwrap(),
+        Some(revstore::Record { body: Some(_), .. })
+    );
+    match (live, b) {
+        (_, None) => ChangeKind::Deleted,
+        (true, Some(_)) => ChangeKind::Updated,
+        (false, Some(_)) => ChangeKind::Created,
+    }
 }
 
 fn commit(
@@ -21,6 +34,7 @@ fn commit(
             expected,
             body: b,
             guard,
+            kind: kind_of(backend, key, b),
         })
         .unwrap()
 }

@@ -164,6 +164,7 @@ fn relaxed_durability_round_trips() {
     let path = dir.path().join("store.db");
     let options = SqliteOptions {
         durability: Durability::Relaxed,
+        ..SqliteOptions::default()
     };
     let store = Store::open(SqliteBackend::open_with(&path, options).unwrap());
     store.create("models", "a", json!({"x": 1})).unwrap();
@@ -193,5 +194,5 @@ fn open_is_idempotent_and_uses_wal() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 }
