@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::backend::Current;
 use crate::key::Key;
 use crate::precondition::Precondition;
+use crate::schema::{describe_violations, SchemaProblem, Violation};
 
 /// Shorthand for `Result<T, revstore::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -121,6 +122,28 @@ pub enum Error {
         actual: Current,
     },
 
+    /// A write breaks its collection's schema; nothing was changed. Every
+    /// violation is listed with its JSON Pointer path and the rule broken.
+    #[error("{key} breaks schema revision {schema_revision}: {}", describe_violations(.violations))]
+    SchemaViolation {
+        /// The document written.
+        key: Key,
+        /// The schema revision it was checked against.
+        schema_revision: u64,
+        /// Every violation found.
+        violations: Vec<Violation>,
+    },
+
+    /// A schema document is not valid; nothing was changed. Every problem is
+    /// listed with its JSON Pointer path into the schema document.
+    #[error("invalid schema {key}: {}", join_problems(.problems))]
+    InvalidSchema {
+        /// The schema document (`_schema/<collection>`).
+        key: Key,
+        /// Every problem found.
+        problems: Vec<SchemaProblem>,
+    },
+
     /// The document does not exist (never created, or deleted).
     #[error("document {key} not found")]
     NotFound {
@@ -231,6 +254,8 @@ impl Error {
             Error::PatchTestFailed { .. } => "patch_test_failed",
             Error::Conflict { .. } => "conflict",
             Error::NotFound { .. } => "not_found",
+            Error::SchemaViolation { .. } => "schema_violation",
+            Error::InvalidSchema { .. } => "invalid_schema",
             Error::RetriesExhausted { .. } => "retries_exhausted",
             Error::Aborted { .. } => "aborted",
             Error::Deserialize { .. } => "deserialize",
@@ -252,6 +277,16 @@ impl Error {
                 | Error::LimitExceeded { .. }
                 | Error::InvalidPatch { .. }
                 | Error::InvalidConfig { .. }
+                | Error::SchemaViolation { .. }
+                | Error::InvalidSchema { .. }
         )
     }
+}
+
+fn join_problems(problems: &[SchemaProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

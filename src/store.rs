@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::backend::{current_of, Commit, CommitOutcome, Entry, Record, StorageBackend};
+use crate::backend::{current_of, Commit, CommitOutcome, Entry, Guard, Record, StorageBackend};
 use crate::body::{Body, Document, Limits, Versioned};
 use crate::error::{Error, Result};
 use crate::feed::{Change, ChangeKind};
@@ -14,6 +14,7 @@ use crate::key::{validate_collection, Key};
 use crate::patch::Patch;
 use crate::precondition::{Current, Precondition};
 use crate::retry::RetryPolicy;
+use crate::schema::{CompiledSchema, SchemaCache};
 use crate::watch::Watch;
 
 /// Settings of a [`Store`] handle.
@@ -69,6 +70,31 @@ pub struct StoreOptions {
 pub struct Store {
     backend: Arc<dyn StorageBackend>,
     options: StoreOptions,
+    /// Compiled validators by (collection, schema revision), shared by
+    /// clones of this handle.
+    schemas: Arc<SchemaCache>,
+}
+
+/// The reserved collection holding schema documents.
+pub(crate) const SCHEMA_COLLECTION: &str = "_schema";
+
+/// The schema document guarding writes to `key`'s collection (`None` for
+/// reserved collections, which have no schema).
+fn schema_key_for(key: &Key) -> Result<Option<Key>> {
+    if key.is_reserved() {
+        return Ok(None);
+    }
+    Key::new_reserved(SCHEMA_COLLECTION, key.collection()).map(Some)
+}
+
+/// A collection's schema as read for one write.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedSchema {
+    /// The schema document's last revision (0 when never written); the
+    /// write's guard.
+    pub(crate) revision: u64,
+    /// The validator, or `None` when the collection has no live schema.
+    pub(crate) compiled: Option<Arc<CompiledSchema>>,
 }
 
 impl Store {
@@ -79,7 +105,11 @@ impl Store {
 
     /// Opens a store on a shared backend with the given options.
     pub fn with_options(backend: Arc<dyn StorageBackend>, options: StoreOptions) -> Store {
-        Store { backend, options }
+        Store {
+            backend,
+            options,
+            schemas: Arc::new(SchemaCache::new()),
+        }
     }
 
     /// The backend this handle writes to.
@@ -272,6 +302,64 @@ impl Store {
         .map(|(revision, _)| revision)
     }
 
+    /// Reads a collection's schema document (`_schema/<collection>`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad collection, and the backend's errors.
+    pub fn get_schema(&self, collection: &str) -> Result<Option<Document>> {
+        validate_collection(collection)?;
+        self.get_key(&Key::new_reserved(SCHEMA_COLLECTION, collection)?)
+    }
+
+    /// Sets a collection's schema. The document is checked first (every
+    /// problem is reported, with its JSON Pointer path); the change is an
+    /// ordinary revisioned write and takes effect for the very next write to
+    /// the collection in every handle and process: a write validated
+    /// against an older schema revision cannot commit.
+    ///
+    /// Documents already stored are not re-checked (ratcheting): they stay
+    /// readable and patchable, and a later write is checked on the
+    /// attributes it changes. See [`Store::migrate`] to clean them up.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSchema`], [`Error::Conflict`] for a failed
+    /// precondition, and the errors of [`replace`](Store::replace).
+    pub fn set_schema(
+        &self,
+        collection: &str,
+        schema: Value,
+        precondition: Precondition,
+    ) -> Result<Document> {
+        validate_collection(collection)?;
+        let key = Key::new_reserved(SCHEMA_COLLECTION, collection)?;
+        let body = self.options.limits.check_value(&key, schema)?;
+        crate::schema::Schema::parse(&body).map_err(|e| Error::InvalidSchema {
+            key: key.clone(),
+            problems: e.problems,
+        })?;
+        self.write(&key, precondition, |_key, _current| Ok(Some(body.clone())))
+            .map(|(revision, body)| Document {
+                revision,
+                body: body.unwrap_or_default(),
+            })
+    }
+
+    /// Removes a collection's schema; writes are no longer validated.
+    ///
+    /// # Errors
+    /// As [`delete`](Store::delete).
+    pub fn delete_schema(&self, collection: &str, precondition: Precondition) -> Result<u64> {
+        validate_collection(collection)?;
+        let key = Key::new_reserved(SCHEMA_COLLECTION, collection)?;
+        self.write(&key, precondition, |key, current| {
+            match current.map(Record::current) {
+                Some(Current::Live { .. }) => Ok(None),
+                _ => Err(Error::NotFound { key: key.clone() }),
+            }
+        })
+        .map(|(revision, _)| revision)
+    }
+
     /// Up to `limit` committed changes with `seq > after`, in commit order,
     /// from every handle and process writing to this store.
     ///
@@ -298,6 +386,64 @@ impl Store {
         Watch::new(self.clone(), after, poll)
     }
 
+    /// Reads a collection's schema document and returns its compiled
+    /// validator from the cache (compiling it on first use).
+    pub(crate) fn load_schema(&self, schema_key: &Key) -> Result<LoadedSchema> {
+        let Some(record) = self.backend.read(schema_key)? else {
+            return Ok(LoadedSchema {
+                revision: 0,
+                compiled: None,
+            });
+        };
+        let Some(body) = record.body else {
+            return Ok(LoadedSchema {
+                revision: record.revision,
+                compiled: None,
+            });
+        };
+        let compiled = self
+            .schemas
+            .get_or_load(schema_key.name(), record.revision, || {
+                CompiledSchema::compile(&body)
+            })
+            // Only a schema written around the engine (a hand edit) can be
+            // invalid here: refuse writes to the collection until it is
+            // fixed, and say where.
+            .map_err(|e| Error::Corrupt {
+                location: schema_key.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(LoadedSchema {
+            revision: record.revision,
+            compiled: Some(compiled),
+        })
+    }
+
+    /// Fills defaults on a create and validates a new body against a
+    /// schema, checking on an update only what the write changes.
+    fn check_schema(
+        &self,
+        key: &Key,
+        schema: &LoadedSchema,
+        new: &mut Body,
+        old: Option<&Body>,
+    ) -> Result<()> {
+        let Some(compiled) = &schema.compiled else {
+            return Ok(());
+        };
+        if old.is_none() {
+            compiled.apply_defaults(new);
+            self.options.limits.check_body(key, new)?;
+        }
+        compiled
+            .validate(new, old)
+            .map_err(|violations| Error::SchemaViolation {
+                key: key.clone(),
+                schema_revision: schema.revision,
+                violations,
+            })
+    }
+
     /// The write loop shared by every operation: read, check the
     /// precondition, compute the new body, commit on the revision read;
     /// after a lost race, back off and start again from a fresh read.
@@ -311,8 +457,16 @@ impl Store {
         F: FnMut(&Key, Option<&Record>) -> Result<Option<Body>>,
     {
         let retry = self.options.retry;
+        let schema_key = schema_key_for(key)?;
         let mut attempt = 1u32;
         loop {
+            // The schema is read before the document and the commit is
+            // guarded on its revision: if the schema changes in between, the
+            // commit is refused and the write starts over under the new one.
+            let schema = match &schema_key {
+                Some(schema_key) => Some(self.load_schema(schema_key)?),
+                None => None,
+            };
             let record = self.backend.read(key)?;
             let current = current_of(record.as_ref());
             if !precondition.holds(current) {
@@ -331,7 +485,11 @@ impl Store {
                         .to_owned(),
                 });
             }
-            let body = step(key, record.as_ref())?;
+            let mut body = step(key, record.as_ref())?;
+            if let (Some(new), Some(loaded)) = (body.as_mut(), schema.as_ref()) {
+                let old = record.as_ref().and_then(|r| r.body.as_ref());
+                self.check_schema(key, loaded, new, old)?;
+            }
             let kind = match (&body, current.is_live()) {
                 (None, _) => ChangeKind::Deleted,
                 (Some(_), true) => ChangeKind::Updated,
@@ -341,7 +499,13 @@ impl Store {
                 key,
                 expected: current.last_revision(),
                 body: body.as_ref(),
-                guard: None,
+                guard: schema_key
+                    .as_ref()
+                    .zip(schema.as_ref())
+                    .map(|(key, loaded)| Guard {
+                        key,
+                        revision: loaded.revision,
+                    }),
                 kind,
             };
             match self.backend.commit(&commit)? {

@@ -35,6 +35,11 @@ macro_rules! conformance_tests {
             conformance::feed_reports_every_commit_in_order,
             conformance::feed_sees_other_handles_and_skips_failed_writes,
             conformance::feed_compaction_is_reported,
+            conformance::schema_validates_every_write,
+            conformance::schema_changes_apply_to_the_next_write_of_every_handle,
+            conformance::schema_ratchets_old_documents,
+            conformance::invalid_schemas_are_refused_with_every_problem,
+            conformance::migration_reports_and_strips_resumably,
             conformance::cache_follows_the_feed,
             conformance::cache_never_goes_backwards_and_converges,
             races::increment_race_shared_handle,
@@ -973,4 +978,410 @@ pub fn cache_never_goes_backwards_and_converges(backend: &dyn TestBackend) {
             "{k} converged"
         );
     }
+}
+
+fn violations(result: crate::Result<impl std::fmt::Debug>) -> Vec<(String, &'static str)> {
+    match result {
+        Err(Error::SchemaViolation { violations, .. }) => {
+            violations.into_iter().map(|v| (v.path, v.rule)).collect()
+        }
+        other => panic!("expected a schema violation, got {other:?}"),
+    }
+}
+
+fn assets_schema() -> Value {
+    json!({
+        "description": "Assets",
+        "attributes": [
+            {"name": "owner", "type": "string", "required": true, "min_length": 1},
+            {"name": "size", "type": "integer", "min": 0, "max": 100, "default": 1},
+            {"name": "status", "type": "enum", "values": ["draft", "active", "retired"], "default": "draft"},
+            {"name": "tags", "type": "list_of_strings", "max_items": 3},
+            {"name": "created", "type": "datetime"}
+        ]
+    })
+}
+
+/// Every kind of write is checked against the schema; an undeclared
+/// attribute is rejected naming it, never dropped; defaults fill a create;
+/// a refused write changes nothing.
+pub fn schema_validates_every_write(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    let set = s
+        .set_schema("assets", assets_schema(), Precondition::Absent)
+        .unwrap();
+    assert_eq!(set.revision, 1);
+    assert_eq!(s.get_schema("assets").unwrap().unwrap(), set);
+    let doc = s.create("assets", "a", json!({"owner": "ann"})).unwrap();
+    assert_eq!(
+        Value::Object(doc.body.clone()),
+        json!({"owner": "ann", "size": 1, "status": "draft"}),
+        "defaults filled"
+    );
+    assert_eq!(s.get("assets", "a").unwrap().unwrap(), doc);
+    let refused = s.create(
+        "assets",
+        "b",
+        json!({"owner": "", "size": 101, "status": "gone", "colour": "red", "tags": ["a", 1], "created": "2024-02-30T00:00:00Z"}),
+    );
+    let mut found = violations(refused);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("/colour".to_owned(), "undeclared"),
+            ("/created".to_owned(), "format"),
+            ("/owner".to_owned(), "min_length"),
+            ("/size".to_owned(), "max"),
+            ("/status".to_owned(), "enum"),
+            ("/tags/1".to_owned(), "type"),
+        ]
+    );
+    assert_eq!(s.get_record("assets", "b").unwrap(), None);
+    assert_eq!(
+        violations(s.create("assets", "b", json!({"size": 2}))),
+        [("/owner".to_owned(), "required")]
+    );
+    assert_eq!(
+        violations(s.patch(
+            "assets",
+            "a",
+            &Patch::Merge(json!({"colour": "red"})),
+            Precondition::Any
+        )),
+        [("/colour".to_owned(), "undeclared")]
+    );
+    assert_eq!(
+        violations(s.patch(
+            "assets",
+            "a",
+            &Patch::Json(json!([{"op": "replace", "path": "/size", "value": "big"}])),
+            Precondition::Any
+        )),
+        [("/size".to_owned(), "type")]
+    );
+    assert_eq!(
+        violations(s.replace(
+            "assets",
+            "a",
+            json!({"owner": "ann", "extra": 1}),
+            Precondition::Revision(1)
+        )),
+        [("/extra".to_owned(), "undeclared")]
+    );
+    let update = s.update("assets", "a", |b| {
+        b.insert("size".into(), json!(-1));
+        Ok(())
+    });
+    assert_eq!(violations(update), [("/size".to_owned(), "min")]);
+    assert_eq!(
+        violations(s.patch(
+            "assets",
+            "a",
+            &Patch::Merge(json!({"owner": null})),
+            Precondition::Any
+        )),
+        [("/owner".to_owned(), "required")]
+    );
+    assert_eq!(
+        s.get("assets", "a").unwrap().unwrap(),
+        doc,
+        "refused writes changed nothing"
+    );
+    let ok = s
+        .patch(
+            "assets",
+            "a",
+            &Patch::Merge(
+                json!({"status": "active", "tags": ["x"], "created": "2024-02-29T12:00:00+01:00"}),
+            ),
+            Precondition::Any,
+        )
+        .unwrap();
+    assert_eq!(ok.revision, 2);
+    // Other collections are not affected; deletes are never refused.
+    s.create("other", "x", json!({"anything": true})).unwrap();
+    s.delete("assets", "a", Precondition::Any).unwrap();
+    // The schema change is on the feed like any write.
+    assert!(s
+        .changes_since(0, 100)
+        .unwrap()
+        .iter()
+        .any(|c| c.key.to_string() == "_schema/assets"));
+}
+
+/// A schema change takes effect for the very next write of a handle that
+/// was opened (and wrote) before it: adding an attribute, narrowing an
+/// enum, removing an attribute.
+pub fn schema_changes_apply_to_the_next_write_of_every_handle(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (admin, app) = (location.open(), location.open());
+    admin
+        .set_schema(
+            "m",
+            json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a", "b"]}]}),
+            Precondition::Any,
+        )
+        .unwrap();
+    app.create("m", "doc", json!({"kind": "a"})).unwrap();
+    assert_eq!(
+        violations(app.patch(
+            "m",
+            "doc",
+            &Patch::Merge(json!({"note": "x"})),
+            Precondition::Any
+        )),
+        [("/note".to_owned(), "undeclared")]
+    );
+    // Add an attribute: the app's next write may use it.
+    admin
+        .set_schema(
+            "m",
+            json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a", "b"]}, {"name": "note", "type": "string"}]}),
+            Precondition::Revision(1),
+        )
+        .unwrap();
+    app.patch(
+        "m",
+        "doc",
+        &Patch::Merge(json!({"note": "x"})),
+        Precondition::Any,
+    )
+    .unwrap();
+    // Narrow the enum: the app's next write of "b" is refused.
+    admin
+        .set_schema(
+            "m",
+            json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a"]}, {"name": "note", "type": "string"}]}),
+            Precondition::Revision(2),
+        )
+        .unwrap();
+    assert_eq!(
+        violations(app.patch(
+            "m",
+            "doc",
+            &Patch::Merge(json!({"kind": "b"})),
+            Precondition::Any
+        )),
+        [("/kind".to_owned(), "enum")]
+    );
+    // Remove an attribute: writing it is refused, as undeclared.
+    admin
+        .set_schema(
+            "m",
+            json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a"]}]}),
+            Precondition::Revision(3),
+        )
+        .unwrap();
+    assert_eq!(
+        violations(app.patch(
+            "m",
+            "doc",
+            &Patch::Merge(json!({"note": "y"})),
+            Precondition::Any
+        )),
+        [("/note".to_owned(), "undeclared")]
+    );
+    // Removing the schema lifts validation.
+    admin.delete_schema("m", Precondition::Revision(4)).unwrap();
+    app.patch(
+        "m",
+        "doc",
+        &Patch::Merge(json!({"free": 1})),
+        Precondition::Any,
+    )
+    .unwrap();
+    assert!(admin.get_schema("m").unwrap().is_none());
+}
+
+/// After a schema tightens, documents that no longer conform stay readable
+/// and patchable; only what a write changes is checked.
+pub fn schema_ratchets_old_documents(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    s.create(
+        "r",
+        "old",
+        json!({"status": "retired", "legacy": 1, "n": 5}),
+    )
+    .unwrap();
+    s.set_schema(
+        "r",
+        json!({"attributes": [
+            {"name": "status", "type": "enum", "values": ["draft", "active"]},
+            {"name": "n", "type": "integer", "max": 3}
+        ]}),
+        Precondition::Any,
+    )
+    .unwrap();
+    let doc = s.get("r", "old").unwrap().expect("still readable");
+    assert_eq!(doc.body["status"], "retired");
+    // A patch that leaves the stale values alone is accepted.
+    let doc = s
+        .patch(
+            "r",
+            "old",
+            &Patch::Merge(json!({"status": "active"})),
+            Precondition::Any,
+        )
+        .unwrap();
+    assert_eq!(
+        Value::Object(doc.body),
+        json!({"status": "active", "legacy": 1, "n": 5})
+    );
+    // Writing a now-invalid value anew is refused.
+    assert_eq!(
+        violations(s.patch(
+            "r",
+            "old",
+            &Patch::Merge(json!({"status": "retired"})),
+            Precondition::Any
+        )),
+        [("/status".to_owned(), "enum")]
+    );
+    assert_eq!(
+        violations(s.patch(
+            "r",
+            "old",
+            &Patch::Merge(json!({"n": 6})),
+            Precondition::Any
+        )),
+        [("/n".to_owned(), "max")]
+    );
+    assert_eq!(
+        violations(s.patch(
+            "r",
+            "old",
+            &Patch::Merge(json!({"legacy": 2})),
+            Precondition::Any
+        )),
+        [("/legacy".to_owned(), "undeclared")]
+    );
+    // Removing the undeclared attribute is allowed.
+    s.patch(
+        "r",
+        "old",
+        &Patch::Merge(json!({"legacy": null})),
+        Precondition::Any,
+    )
+    .unwrap();
+}
+
+/// A malformed schema document is refused listing every problem with its
+/// path, and nothing is written.
+pub fn invalid_schemas_are_refused_with_every_problem(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    let bad = json!({
+        "attributes": [
+            {"name": "a", "type": "strang"},
+            {"name": "b", "type": "integer", "min": 5, "max": 1},
+            {"name": "c", "type": "enum", "values": []},
+            {"name": "b", "type": "string"},
+            {"name": "d", "type": "string", "pattern": "("},
+            {"name": "e", "type": "integer", "default": "x"}
+        ],
+        "surprise": 1
+    });
+    match s.set_schema("m", bad, Precondition::Any) {
+        Err(Error::InvalidSchema { key, problems }) => {
+            assert_eq!(key.to_string(), "_schema/m");
+            let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+            for expected in [
+                "/attributes/0/type",
+                "/attributes/2/values",
+                "/attributes/4/pattern",
+                "/attributes/5/default",
+                "/surprise",
+            ] {
+                assert!(
+                    paths.contains(&expected),
+                    "{expected} missing from {paths:?}"
+                );
+            }
+            assert!(problems.len() >= 7, "{problems:?}");
+        }
+        other => panic!("expected InvalidSchema, got {other:?}"),
+    }
+    assert!(s.get_schema("m").unwrap().is_none());
+    assert!(matches!(
+        s.set_schema("m", json!([1]), Precondition::Any),
+        Err(Error::InvalidBody { .. })
+    ));
+    assert!(matches!(
+        s.set_schema("bad/name", json!({"attributes": []}), Precondition::Any),
+        Err(Error::InvalidName { .. })
+    ));
+    assert_eq!(s.last_seq().unwrap(), 0, "nothing was written");
+}
+
+/// Migration reports, then strips, attributes the schema no longer
+/// declares, one compare-and-swap per document, resumably.
+pub fn migration_reports_and_strips_resumably(backend: &dyn TestBackend) {
+    use crate::MigrationMode;
+    let (_loc, s) = fresh(backend);
+    for (name, body) in [
+        ("a", json!({"keep": 1, "drop": 1})),
+        ("b", json!({"keep": 2})),
+        ("c", json!({"drop": 3, "also": true, "keep": 3})),
+    ] {
+        s.create("m", name, body).unwrap();
+    }
+    s.set_schema(
+        "m",
+        json!({"attributes": [{"name": "keep", "type": "integer"}]}),
+        Precondition::Any,
+    )
+    .unwrap();
+    let report = s.migrate("m", MigrationMode::Report, None, 100).unwrap();
+    assert_eq!(report.schema_revision, 1);
+    assert_eq!(report.examined, 3);
+    assert_eq!(report.resume_after, None);
+    let found: Vec<(&str, Vec<String>)> = report
+        .documents
+        .iter()
+        .map(|d| (d.name.as_str(), d.undeclared.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("a", vec!["drop".to_owned()]),
+            ("c", vec!["drop".to_owned(), "also".to_owned()])
+        ]
+    );
+    assert_eq!(
+        s.get("m", "a").unwrap().unwrap().revision,
+        1,
+        "reporting writes nothing"
+    );
+    // Strip, one document per call, resuming each time.
+    let mut resume: Option<String> = None;
+    let mut calls = 0;
+    loop {
+        let step = s
+            .migrate("m", MigrationMode::Strip, resume.as_deref(), 1)
+            .unwrap();
+        calls += 1;
+        assert!(step.examined <= 1);
+        resume = step.resume_after;
+        if resume.is_none() {
+            break;
+        }
+        assert!(calls < 10, "migration does not terminate");
+    }
+    assert_eq!(calls, 3);
+    assert_eq!(
+        Value::Object(s.get("m", "a").unwrap().unwrap().body),
+        json!({"keep": 1})
+    );
+    assert_eq!(
+        s.get("m", "b").unwrap().unwrap().revision,
+        1,
+        "conforming documents untouched"
+    );
+    let c = s.get("m", "c").unwrap().unwrap();
+    assert_eq!((c.revision, Value::Object(c.body)), (2, json!({"keep": 3})));
+    assert!(s
+        .migrate("m", MigrationMode::Report, None, 100)
+        .unwrap()
+        .documents
+        .is_empty());
 }
