@@ -148,3 +148,83 @@ fn a_revision_at_its_maximum_is_refused_not_wrapped() {
         assert!(matches!(result, Err(Error::Corrupt { .. })), "{result:?}");
     }
 }
+
+/// A write validated against schema revision N cannot commit once the
+/// schema moved to N+1 in between: the guard refuses it and the engine
+/// re-validates under the new schema. The schema change is injected
+/// between the engine's validation and its commit.
+#[test]
+fn a_schema_change_between_validation_and_commit_is_not_missed() {
+    use revstore::{
+        Change, ChangeKind, Commit, CommitOutcome, Entry, Error, Key, MemoryBackend, Patch,
+        Precondition, Record, Result, StorageBackend, Store,
+    };
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[derive(Debug, Default)]
+    struct TightenBeforeFirstCommit {
+        inner: MemoryBackend,
+        armed: AtomicBool,
+    }
+
+    impl StorageBackend for TightenBeforeFirstCommit {
+        fn kind(&self) -> &'static str {
+            "tighten"
+        }
+        fn read(&self, key: &Key) -> Result<Option<Record>> {
+            self.inner.read(key)
+        }
+        fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
+            if commit.guard.is_some() && self.armed.swap(false, Ordering::SeqCst) {
+                // Another process narrows the enum right now.
+                let schema_key = Key::new_reserved("_schema", "m").unwrap();
+                let narrowed =
+                    json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a"]}]});
+                let outcome = self.inner.commit(&Commit {
+                    key: &schema_key,
+                    expected: 1,
+                    body: narrowed.as_object(),
+                    guard: None,
+                    kind: ChangeKind::Updated,
+                })?;
+                assert_eq!(outcome, CommitOutcome::Committed);
+            }
+            self.inner.commit(commit)
+        }
+        fn list(&self, collection: &str) -> Result<Vec<Entry>> {
+            self.inner.list(collection)
+        }
+        fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+            self.inner.changes_since(after, limit)
+        }
+        fn last_seq(&self) -> Result<u64> {
+            self.inner.last_seq()
+        }
+    }
+
+    let backend = std::sync::Arc::new(TightenBeforeFirstCommit::default());
+    let store = Store::with_options(backend.clone(), Default::default());
+    store
+        .set_schema(
+            "m",
+            json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a", "b"]}]}),
+            Precondition::Absent,
+        )
+        .unwrap();
+    store.create("m", "doc", json!({"kind": "a"})).unwrap();
+    backend.armed.store(true, Ordering::SeqCst);
+    let result = store.patch(
+        "m",
+        "doc",
+        &Patch::Merge(json!({"kind": "b"})),
+        Precondition::Any,
+    );
+    match result {
+        Err(Error::SchemaViolation {
+            schema_revision, ..
+        }) => assert_eq!(schema_revision, 2),
+        other => panic!("the write slipped past the schema change: {other:?}"),
+    }
+    assert_eq!(store.get("m", "doc").unwrap().unwrap().body["kind"], "a");
+}
