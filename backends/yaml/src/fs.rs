@@ -133,6 +133,20 @@ pub fn lock(path: &Path, mode: LockMode) -> Result<FileLock> {
         .truncate(false)
         .open(path)
         .map_err(|e| Error::io("open lock file", path, e))?;
+    lock_file(file, path, mode)
+}
+
+/// Like [`lock`] but never creates the lock file: `None` when it (or its
+/// folder) does not exist, so a reader leaves the folder untouched.
+pub fn lock_existing(path: &Path, mode: LockMode) -> Result<Option<FileLock>> {
+    match File::open(path) {
+        Ok(file) => lock_file(file, path, mode).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("open lock file", path, e)),
+    }
+}
+
+fn lock_file(file: File, path: &Path, mode: LockMode) -> Result<FileLock> {
     loop {
         // Fully qualified: newer std has inherent `File` lock methods too.
         let locked = match mode {
@@ -148,13 +162,19 @@ pub fn lock(path: &Path, mode: LockMode) -> Result<FileLock> {
     }
 }
 
-/// Replaces `target` (in folder `dir`) with `bytes` atomically: writes a
-/// hidden temp file in the same folder, fsyncs it (`sync`), renames it over
-/// `target`, fsyncs the folder (`sync`). On failure before the rename the
-/// temp file is removed and `target` is untouched. A failed fsync is
-/// reported, never retried: Linux may drop the dirty pages, so a retry could
-/// "succeed" without the data.
-pub fn replace(dir: &Path, target: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+/// A complete replacement for a file, written next to it under a hidden
+/// temporary name and not yet visible; dropping it removes it.
+#[derive(Debug)]
+pub struct StagedFile {
+    temp: tempfile::NamedTempFile,
+}
+
+/// Writes `bytes` to a hidden temp file in `dir` (named after `target`) and
+/// fsyncs it (`sync`), ready to be renamed over `target` by
+/// [`StagedFile::rename_over`]. A failed fsync is reported, never retried:
+/// Linux may drop the dirty pages, so a retry could "succeed" without the
+/// data.
+pub fn stage(dir: &Path, target: &Path, bytes: &[u8], sync: bool) -> Result<StagedFile> {
     let prefix = match target.file_name() {
         Some(name) => format!(".{}.", name.to_string_lossy()),
         None => ".".to_owned(),
@@ -181,10 +201,53 @@ pub fn replace(dir: &Path, target: &Path, bytes: &[u8], sync: bool) -> Result<()
             .sync_all()
             .map_err(|e| Error::io("fsync", &temp_path, e))?;
     }
-    temp.persist(target)
-        .map_err(|e| Error::io("rename", target, e.error))?;
+    Ok(StagedFile { temp })
+}
+
+impl StagedFile {
+    /// Renames the staged file over `target` atomically: a reader sees the
+    /// old or the new file, never a mix. On failure `target` is untouched
+    /// and the temp file is removed. The folder is not fsynced here.
+    pub fn rename_over(self, target: &Path) -> Result<()> {
+        self.temp
+            .persist(target)
+            .map(drop)
+            .map_err(|e| Error::io("rename", target, e.error))
+    }
+}
+
+/// Appends `bytes` to a file (creating it if missing) in one write and
+/// fsyncs its data (`sync`). On failure the file may hold a prefix of
+/// `bytes`; the caller cuts it off with [`truncate`].
+pub fn append(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io("open for append", path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io("append", path, e))?;
     if sync {
-        sync_dir(dir)?;
+        // fdatasync also flushes the new length, which reading the data needs.
+        file.sync_data().map_err(|e| Error::io("fsync", path, e))?;
     }
     Ok(())
+}
+
+/// Cuts a file down to `len` bytes.
+pub fn truncate(path: &Path, len: u64) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_len(len))
+        .map_err(|e| Error::io("truncate", path, e))
+}
+
+/// Removes a file; one that is already gone is not an error.
+pub fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
 }

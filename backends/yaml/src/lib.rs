@@ -84,8 +84,10 @@
 //! content visible but possibly not durable.
 #![warn(missing_docs)]
 
+mod changelog;
 mod codec;
 mod fs;
+mod log_line;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -94,18 +96,38 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use revstore::{
-    backend::current_of, Commit, CommitOutcome, Durability, Entry, Error, Key, NameKind, Record,
-    Result, StorageBackend,
+    backend::current_of, Change, Commit, CommitOutcome, Durability, Entry, Error, Key, NameKind,
+    Record, Result, StorageBackend,
 };
 
+use changelog::ChangeLog;
+pub use changelog::{MAX_SEGMENT_CHANGES, STATE_DIR};
 pub use codec::MAX_DEPTH;
 
-/// Options of a [`YamlBackend`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Options of a [`YamlBackend`]. Build one with struct-update syntax,
+/// `YamlOptions { durability, ..YamlOptions::default() }`, so options added
+/// later keep their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct YamlOptions {
-    /// What an acknowledged write survives; see the crate docs for exactly
-    /// what each level does.
+    /// What an acknowledged write survives, documents and change feed
+    /// alike; see the crate docs for exactly what each level does.
     pub durability: Durability,
+    /// How many of the newest changes the change feed keeps at least
+    /// (default [`revstore::DEFAULT_RETAINED_CHANGES`]); it may keep up to
+    /// about half as many again. Must be at least 1. Applied by this handle
+    /// when it compacts the feed, so every handle on a store should use the
+    /// same value.
+    pub retain_changes: u64,
+}
+
+impl Default for YamlOptions {
+    /// Full durability, the default retention.
+    fn default() -> Self {
+        YamlOptions {
+            durability: Durability::default(),
+            retain_changes: revstore::DEFAULT_RETAINED_CHANGES,
+        }
+    }
 }
 
 /// A store of one YAML file per document under a root folder.
@@ -123,6 +145,8 @@ pub struct YamlBackend {
     /// Collections whose folder entry this handle has made durable, so the
     /// root is fsynced once per collection rather than on every commit.
     synced_collections: Mutex<HashSet<String>>,
+    /// The change feed.
+    changes: ChangeLog,
 }
 
 impl YamlBackend {
@@ -141,7 +165,8 @@ impl YamlBackend {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when `root` is empty or exists but is not a
-    /// folder; [`Error::Io`] when it cannot be created.
+    /// folder, or `retain_changes` is 0; [`Error::Io`] when it cannot be
+    /// created.
     pub fn open_with(root: impl AsRef<Path>, options: YamlOptions) -> Result<YamlBackend> {
         let root = root.as_ref();
         if root.as_os_str().is_empty() {
@@ -150,10 +175,21 @@ impl YamlBackend {
                 reason: "the root folder path is empty".to_owned(),
             });
         }
+        if options.retain_changes == 0 {
+            return Err(Error::InvalidConfig {
+                input: "0".to_owned(),
+                reason: "retention is a positive number of changes".to_owned(),
+            });
+        }
         let backend = YamlBackend {
             root: root.to_owned(),
             durability: options.durability,
             synced_collections: Mutex::new(HashSet::new()),
+            changes: ChangeLog::new(
+                root,
+                options.retain_changes,
+                options.durability == Durability::Full,
+            ),
         };
         backend.create_dir_all(root)?;
         Ok(backend)
@@ -298,7 +334,20 @@ impl StorageBackend for YamlBackend {
             return Ok(CommitOutcome::Conflict { actual });
         }
         let dir = self.root.join(key.collection());
-        fs::replace(&dir, &self.document_path(key), &bytes, self.syncs())?;
+        let path = self.document_path(key);
+        let staged = fs::stage(&dir, &path, &bytes, self.syncs())?;
+        // The feed lock is held from the append until the rename is done,
+        // so no feed reader sees the change before a document read can.
+        let mut change = self.changes.begin()?;
+        change.append(key, commit.new_revision(), commit.kind)?;
+        if let Err(e) = staged.rename_over(&path) {
+            change.undo();
+            return Err(e);
+        }
+        change.finish();
+        if self.syncs() {
+            fs::sync_dir(&dir)?;
+        }
         Ok(CommitOutcome::Committed)
     }
 
@@ -337,5 +386,13 @@ impl StorageBackend for YamlBackend {
         }
         entries.sort();
         Ok(entries)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.changes.changes_since(after, limit)
+    }
+
+    fn last_seq(&self) -> Result<u64> {
+        self.changes.last_seq()
     }
 }

@@ -18,7 +18,7 @@ pub struct YamlTestBackend {
 /// A temporary folder, deleted when the location is dropped.
 struct YamlLocation {
     dir: TempDir,
-    durability: Durability,
+    options: YamlOptions,
 }
 
 impl TestLocation for YamlLocation {
@@ -27,13 +27,8 @@ impl TestLocation for YamlLocation {
     /// # Panics
     /// When the folder cannot be opened (test support only).
     fn open(&self) -> Store {
-        let backend = YamlBackend::open_with(
-            self.dir.path(),
-            YamlOptions {
-                durability: self.durability,
-            },
-        )
-        .unwrap_or_else(|e| panic!("opening the test store failed: {e}"));
+        let backend = YamlBackend::open_with(self.dir.path(), self.options)
+            .unwrap_or_else(|e| panic!("opening the test store failed: {e}"));
         Store::open(backend)
     }
 
@@ -50,13 +45,25 @@ impl TestBackend for YamlTestBackend {
     /// # Panics
     /// When no temporary folder can be created (test support only).
     fn fresh(&self) -> Box<dyn TestLocation> {
+        self.fresh_with_retention(revstore::DEFAULT_RETAINED_CHANGES)
+    }
+
+    /// Every handle opened on the location keeps `retain` changes (at
+    /// least 1).
+    ///
+    /// # Panics
+    /// When no temporary folder can be created (test support only).
+    fn fresh_with_retention(&self, retain: u64) -> Box<dyn TestLocation> {
         let dir = tempfile::Builder::new()
             .prefix("revstore-yaml-")
             .tempdir()
             .unwrap_or_else(|e| panic!("creating a temporary folder failed: {e}"));
         Box::new(YamlLocation {
             dir,
-            durability: self.durability,
+            options: YamlOptions {
+                durability: self.durability,
+                retain_changes: retain.max(1),
+            },
         })
     }
 }

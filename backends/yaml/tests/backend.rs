@@ -6,8 +6,8 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
 use revstore::{
-    Commit, CommitOutcome, Current, Durability, Entry, Error, Guard, Key, Limits, Patch,
-    Precondition, StorageBackend, Store, StoreOptions,
+    ChangeKind, Commit, CommitOutcome, Current, Durability, Entry, Error, Guard, Key, Limits,
+    Patch, Precondition, StorageBackend, Store, StoreOptions,
 };
 use revstore_yaml::{YamlBackend, YamlOptions};
 use serde_json::{json, Value};
@@ -63,9 +63,22 @@ fn documents_are_readable_yaml_files_in_collection_folders() {
         text,
         "revision: 1\nbody:\n  description: All orders\n  joins:\n  - customers\n"
     );
+    // (The engine may also lock the collection's schema key in `_schema`.)
+    let ours: Vec<String> = tree(dir.path())
+        .into_iter()
+        .filter(|p| !p.starts_with("_schema"))
+        .collect();
     assert_eq!(
-        tree(dir.path()),
-        ["models", "models/.orders.lock", "models/orders.yaml"]
+        ours,
+        [
+            ".revstore",
+            ".revstore/changes",
+            ".revstore/changes.lock",
+            ".revstore/changes/00000000000000000001.log",
+            "models",
+            "models/.orders.lock",
+            "models/orders.yaml"
+        ]
     );
 }
 
@@ -74,7 +87,14 @@ fn open_creates_the_root_and_missing_parents() {
     let dir = TempDir::new().unwrap();
     let root = dir.path().join("a/b/store");
     for durability in [Durability::Full, Durability::Relaxed] {
-        let backend = YamlBackend::open_with(&root, YamlOptions { durability }).unwrap();
+        let backend = YamlBackend::open_with(
+            &root,
+            YamlOptions {
+                durability,
+                ..YamlOptions::default()
+            },
+        )
+        .unwrap();
         assert_eq!(backend.durability(), durability);
         assert!(root.is_dir());
     }
@@ -97,6 +117,8 @@ fn reads_never_create_anything() {
     assert_eq!(s.get("models", "orders").unwrap(), None);
     assert_eq!(s.get_record("models", "orders").unwrap(), None);
     assert_eq!(s.list("models").unwrap(), []);
+    assert_eq!(s.last_seq().unwrap(), 0);
+    assert_eq!(s.changes_since(0, 10).unwrap(), []);
     assert!(tree(dir.path()).is_empty());
 
     s.create("models", "orders", json!({})).unwrap();
@@ -106,6 +128,8 @@ fn reads_never_create_anything() {
     assert!(s.get("models", "orders").unwrap().is_some());
     assert_eq!(s.list("other").unwrap(), []);
     assert_eq!(s.list("models").unwrap().len(), 1);
+    assert_eq!(s.last_seq().unwrap(), 1);
+    assert_eq!(s.changes_since(0, 10).unwrap().len(), 1);
     assert_eq!(tree(dir.path()), before);
 }
 
@@ -282,6 +306,7 @@ fn corrupt_files_are_refused_and_never_overwritten() {
                     expected,
                     body: commit_body,
                     guard: None,
+                    kind: ChangeKind::Updated,
                 };
                 assert_corrupt_naming(backend.commit(&commit), &path);
             }
@@ -307,6 +332,7 @@ fn a_commit_reports_conflicts_with_what_the_key_holds() {
                 expected,
                 body,
                 guard: None,
+                kind: ChangeKind::Updated,
             })
             .unwrap()
     };
@@ -372,6 +398,7 @@ fn guarded_commit(backend: &YamlBackend, key: &Key, expected: u64, guard: u64) -
                 key: &schema,
                 revision: guard,
             }),
+            kind: ChangeKind::Updated,
         })
         .unwrap()
 }
@@ -402,6 +429,7 @@ fn a_guarded_commit_happens_only_while_the_guard_is_unchanged() {
                 expected,
                 body,
                 guard: None,
+                kind: ChangeKind::Updated,
             })
             .unwrap()
     };
@@ -460,6 +488,7 @@ fn a_guarded_commit_happens_only_while_the_guard_is_unchanged() {
                 key: &schema,
                 revision: 2,
             }),
+            kind: ChangeKind::Updated,
         }),
         &schema_file,
     );
@@ -561,8 +590,18 @@ fn counter_with_independent_handles(durability: Durability) {
     const THREADS: usize = 8;
     const INCREMENTS: u64 = 50;
     let dir = TempDir::new().unwrap();
-    let open =
-        || Store::open(YamlBackend::open_with(dir.path(), YamlOptions { durability }).unwrap());
+    let open = || {
+        Store::open(
+            YamlBackend::open_with(
+                dir.path(),
+                YamlOptions {
+                    durability,
+                    ..YamlOptions::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
     open().create("counters", "c", json!({"n": 0})).unwrap();
     let barrier = Barrier::new(THREADS);
     std::thread::scope(|scope| {
@@ -650,6 +689,7 @@ fn a_guard_on_the_committed_key_itself_does_not_deadlock() {
                 key: &key,
                 revision: guard,
             }),
+            kind: ChangeKind::Updated,
         };
         let outcomes = (
             backend.commit(&commit(0, 0)).unwrap(),
