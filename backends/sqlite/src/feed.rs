@@ -130,10 +130,10 @@ fn change(row: &rusqlite::Row<'_>, path: &Path) -> Result<Change, Failure> {
         ValueRef::Integer(seq) if seq >= 1 => seq.unsigned_abs(),
         _ => return Err(corrupt(path, "a change has a seq below 1".to_owned())),
     };
-    let at = |what: &str| format!("{}: change {seq}", path.display()) + what;
+    let at = || format!("{}: change {seq}", path.display());
     let bad = |reason: String| {
         Failure::Final(Error::Corrupt {
-            location: at(""),
+            location: at(),
             reason,
         })
     };
@@ -146,7 +146,7 @@ fn change(row: &rusqlite::Row<'_>, path: &Path) -> Result<Change, Failure> {
         Key::new(collection, name)
     }
     .map_err(|e| bad(format!("the key is invalid: {e}")))?;
-    let revision = row::revision(row.get_ref(3)?, || at(&format!(" ({key})")))?;
+    let revision = row::revision(row.get_ref(3)?, at)?;
     let kind = text(row.get_ref(4)?)
         .and_then(|k| k.parse::<ChangeKind>().ok())
         .ok_or_else(|| bad("the kind is not created, updated or deleted".into()))?;

@@ -140,15 +140,16 @@ impl SqliteBackend {
         SqliteBackend::open_with(path, SqliteOptions::default())
     }
 
-    /// Opens the database at `path`, creating the file and its table when
-    /// missing (idempotent, and safe when several processes do it at once),
-    /// and switches it to WAL mode.
+    /// Opens the database at `path`, creating the file and its tables when
+    /// missing or migrating a version-1 file (idempotent, and safe when
+    /// several processes do it at once), and switches it to WAL mode.
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the file when it is not a SQLite database,
     /// [`Error::InvalidConfig`] naming it when it was written by a newer
-    /// revstore or belongs to another application, [`Error::Backend`] when
-    /// it cannot be opened or created.
+    /// revstore, belongs to another application, cannot be put in WAL mode
+    /// or is an in-memory database (`:memory:` or an empty path),
+    /// [`Error::Backend`] when it cannot be opened or created.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteBackend> {
         let path = path.as_ref();
         if schema::is_private(path) {

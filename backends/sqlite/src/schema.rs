@@ -73,6 +73,11 @@ pub(crate) fn is_private(path: &Path) -> bool {
 /// instance): the backend's guarantees are only argued for WAL.
 pub(crate) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), Failure> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    require_wal(&mode, path)
+}
+
+/// Accepts the journal mode SQLite reports only when it is WAL.
+fn require_wal(mode: &str, path: &Path) -> Result<(), Failure> {
     if mode.eq_ignore_ascii_case("wal") {
         return Ok(());
     }
@@ -161,5 +166,33 @@ fn check_version(conn: &Connection, path: &Path) -> Result<Option<i64>, Failure>
         unknown => Err(refuse(format!(
             "the database has an unknown revstore format version {unknown}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_mode_other_than_wal_is_refused_naming_the_file() {
+        let path = Path::new("/data/store.db");
+        assert!(require_wal("wal", path).is_ok());
+        for mode in ["delete", "memory", "truncate", "off"] {
+            match require_wal(mode, path) {
+                Err(Failure::Final(Error::InvalidConfig { input, reason })) => {
+                    assert_eq!(input, "/data/store.db");
+                    assert!(reason.contains(mode) && reason.contains("WAL"), "{reason}");
+                }
+                other => panic!("{mode}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn in_memory_paths_are_private() {
+        assert!(is_private(Path::new(":memory:")));
+        assert!(is_private(Path::new("")));
+        assert!(!is_private(Path::new("memory.db")));
+        assert!(!is_private(Path::new("./:memory:")));
     }
 }

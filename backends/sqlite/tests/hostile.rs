@@ -207,3 +207,70 @@ fn a_missing_folder_is_a_backend_error_naming_the_path() {
         other => panic!("expected Backend, got {other:?}"),
     }
 }
+
+#[test]
+fn in_memory_databases_are_refused() {
+    for path in [":memory:", ""] {
+        match SqliteBackend::open(path) {
+            Err(Error::InvalidConfig { input, reason }) => {
+                assert_eq!(input, path);
+                assert!(reason.contains("in-memory"), "{reason}");
+            }
+            other => panic!("{path:?}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn corrupt_change_rows_are_reported_naming_file_and_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = Store::open(SqliteBackend::open(&path).unwrap());
+    store.create("models", "a", json!({})).unwrap();
+    let t = |text: &str| SqlValue::Text(text.to_owned());
+    let bad_rows: [(&str, SqlValue, SqlValue, SqlValue, &str); 5] = [
+        ("bad name", t("models"), t("a/b"), 1.into(), "created"),
+        ("bad collection", t("_"), t("a"), 1.into(), "created"),
+        ("bad kind", t("models"), t("a"), 1.into(), "renamed"),
+        ("bad revision", t("models"), t("a"), 0.into(), "updated"),
+        (
+            "blob name",
+            t("models"),
+            SqlValue::Blob(b"a".to_vec()),
+            1.into(),
+            "created",
+        ),
+    ];
+    let conn = raw(&path);
+    for (what, collection, name, revision, kind) in bad_rows {
+        conn.execute(
+            "INSERT INTO changes (seq, collection, name, revision, kind) VALUES (2, ?1, ?2, ?3, ?4)",
+            rusqlite::params![collection, name, revision, kind],
+        )
+        .unwrap();
+        match store.changes_since(0, 10) {
+            Err(Error::Corrupt { location, reason }) => {
+                assert_eq!(location, format!("{}: change 2", path.display()), "{what}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(store.changes_since(0, 1).unwrap().len(), 1, "{what}");
+        conn.execute("DELETE FROM changes WHERE seq = 2", [])
+            .unwrap();
+    }
+
+    conn.execute("DELETE FROM meta", []).unwrap();
+    for result in [
+        store.changes_since(0, 10).map(|_| ()),
+        store.last_seq().map(|_| ()),
+    ] {
+        match result {
+            Err(Error::Corrupt { location, reason }) => {
+                assert_eq!(location, format!("{}: changes", path.display()));
+                assert!(reason.contains("retained_after"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}
