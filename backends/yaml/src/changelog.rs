@@ -149,6 +149,11 @@ impl ChangeLog {
         }
     }
 
+    /// How many of the newest changes compaction keeps.
+    pub fn retain(&self) -> u64 {
+        self.retain
+    }
+
     /// The segments, oldest first; none when the folder does not exist.
     /// Files not named like a segment are not the log's and are skipped.
     fn segments(&self) -> Result<Vec<Segment>> {

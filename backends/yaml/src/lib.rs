@@ -6,11 +6,15 @@
 //! <root>/<collection>/<name>.yaml     the document
 //! <root>/<collection>/.<name>.lock    its lock file (empty, never removed)
 //! <root>/<collection>/.<name>.yaml.*.tmp  debris of a write cut short by a crash
+//! <root>/.revstore/changes.lock            the change feed's lock file (never removed)
+//! <root>/.revstore/changes/<seq>.log       the change feed's segments
 //! ```
 //! Reserved collections such as `_schema` are ordinary folders of that name.
 //! Files whose names start with `.` are the backend's own and are ignored
 //! by [`list`](revstore::StorageBackend::list); so are files that do not end
-//! in `.yaml`, and sub-folders.
+//! in `.yaml`, and sub-folders. The [`.revstore`](STATE_DIR) folder can
+//! never be taken for a collection: collection names start with a letter,
+//! a digit or `_`.
 //!
 //! # File format
 //! A YAML mapping with the revision first, then the body:
@@ -61,22 +65,104 @@
 //! a [`Guard`](revstore::Guard) first takes a shared lock on the guard key's
 //! lock file, so it excludes writes of the guard key but not other guarded
 //! writers. Reads take no lock: a rename replaces a file atomically, so a
-//! reader sees the old or the new file, never a mix. Network filesystems
-//! whose `flock` is not shared between machines are not supported.
+//! reader sees the old or the new file, never a mix. Every commit also
+//! briefly takes the feed lock exclusively (see below), so commits of
+//! different documents overlap in their reads, checks and temp-file writes
+//! but not in their appends and renames. Network filesystems whose `flock`
+//! is not shared between machines are not supported.
+//!
+//! # Change feed
+//! Every commit appends one line to the newest segment file under
+//! `.revstore/changes/`:
+//! ```text
+//! {"seq":7,"collection":"models","name":"orders","revision":3,"kind":"updated"}
+//! ```
+//! A segment is named after the seq of its first line, zero-padded to 20
+//! digits (`00000000000000000001.log`), and its lines hold consecutive
+//! seqs; the log is append-only and not meant to be edited.
+//!
+//! **Writing.** A commit, already holding its guard and document locks and
+//! having checked the revisions, writes and (under full durability) fsyncs
+//! the temp file of the new document; then it takes `.revstore/changes.lock`
+//! *exclusively*, reads the newest segment for the last seq, appends the
+//! line with the next seq, fsyncs the segment, renames the temp file over
+//! the document and releases the feed lock; the document's folder is
+//! fsynced after that. Seqs therefore increase in commit order across
+//! threads, handles and processes, and a document never becomes durable
+//! before its line.
+//!
+//! **Reading.** [`changes_since`](revstore::StorageBackend::changes_since)
+//! and [`last_seq`](revstore::StorageBackend::last_seq) take the feed lock
+//! *shared*. A line and its document's rename happen under one exclusive
+//! hold, so a reader never sees a line whose document still holds the older
+//! revision (it could otherwise move its cursor past the change before the
+//! change is readable), and once a document read shows a commit, the next
+//! feed read shows its line. Readers never create the `.revstore` folder
+//! or write anything; they decode only the lines they return, checking each
+//! holds the seq its position says.
+//!
+//! **Lock order.** Guard key (shared), then document (exclusive), then the
+//! feed lock — never the other way round; feed readers take only the feed
+//! lock and never wait while holding it. So no two callers can deadlock,
+//! in one process or several.
+//!
+//! **Crashes: the at-least-once exception.** A writer killed in the middle
+//! of its append leaves a torn last line without its newline; readers skip
+//! it and the next commit cuts it off under the exclusive lock (its
+//! document was never renamed). A writer killed after its append but before
+//! its rename (or whose rename fails and whose clean-up then fails too)
+//! leaves a complete line for a revision that never committed: the
+//! document stays at the revision before, and the next commit of that key
+//! writes the same revision again under its own, later line. A consumer
+//! that installs a body only when its revision is newer than the one it
+//! holds (as [`Change`] recommends) is unaffected, because reading the
+//! document at the first line gives the older revision. A rename that
+//! fails without a crash removes its line again, so the seq is reused.
+//!
+//! **Retention.** A segment holds `retain_changes / 4` changes (at least 1,
+//! at most [`MAX_SEGMENT_CHANGES`]). The commit that starts a new segment
+//! then deletes, oldest first, every segment whose changes are all older
+//! than the newest [`retain_changes`](YamlOptions::retain_changes), so the
+//! feed keeps at least that many and at most about half as many again (a
+//! segment that cannot be deleted is left for the next compaction; the
+//! commit is already done). A cursor older than the first seq of the
+//! oldest segment, minus one, gets [`Error::Compacted`] with that value as
+//! `retained_after`. Deleting under the exclusive lock never pulls a
+//! segment from under a reader. Each handle compacts with its own setting,
+//! so all handles on a store should agree on it.
+//!
+//! **Corruption.** A line that does not parse, holds an invalid key or a
+//! seq out of place is [`Error::Corrupt`] naming the segment file and line
+//! (`…/00000000000000000001.log line 2`); an older segment whose number of
+//! lines does not reach the next segment's first seq (a deleted segment)
+//! is [`Error::Corrupt`] naming it. A corrupt *last* line stops every
+//! commit (the seq cannot be known) and is never overwritten. Deleting
+//! the whole `.revstore` folder restarts the seqs at 1, which confuses any
+//! consumer holding a cursor; do not.
 //!
 //! # Durability
 //! - [`Durability::Full`] (default): the temp file is fsynced before the
 //!   rename, the folder after it, and a newly created root or collection
-//!   folder is fsynced in its parent (once per handle and collection). An
-//!   acknowledged commit survives a power loss on a filesystem that honours
-//!   fsync.
-//! - [`Durability::Relaxed`]: no fsync at all. An acknowledged commit
-//!   survives a crash of the process (the kernel holds it). After a power
-//!   loss a document may be back at an older committed state; on a
-//!   filesystem that may persist a rename before the renamed file's data
-//!   (ext4 without `auto_da_alloc`, for instance) it may also be empty or
-//!   zero-filled, which reads as [`Error::Corrupt`] rather than as a wrong
-//!   body.
+//!   folder is fsynced in its parent (once per handle and collection). The
+//!   feed segment is fsynced after each append (and its folder when a
+//!   segment is started), before the document's rename. An acknowledged
+//!   commit and its feed line survive a power loss on a filesystem that
+//!   honours fsync.
+//! - [`Durability::Relaxed`]: no fsync at all, documents and feed alike. An
+//!   acknowledged commit survives a crash of the process (the kernel holds
+//!   it). After a power loss a document may be back at an older committed
+//!   state; on a filesystem that may persist a rename before the renamed
+//!   file's data (ext4 without `auto_da_alloc`, for instance) it may also be
+//!   empty or zero-filled, which reads as [`Error::Corrupt`] rather than as
+//!   a wrong body. The feed may then lack its newest lines (their seqs are
+//!   reused by later commits, so consumers should re-list after a power
+//!   loss) or hold zero-filled bytes: cut off like a torn line at the
+//!   end, reported as [`Error::Corrupt`] anywhere else.
+//!
+//! Either way, a commit is visible to reads (and the feed) from its rename
+//! on, a moment before it is acknowledged and, under full durability,
+//! before its folder is fsynced: a power loss in that moment may take back
+//! a revision someone has already read.
 //!
 //! In both modes a failed write, fsync or rename is reported as
 //! [`Error::Io`] naming the step and the file, never retried into a false
@@ -136,8 +222,11 @@ impl Default for YamlOptions {
 /// Keeps the [`StorageBackend`] contract across threads, handles (several
 /// `YamlBackend`s on one root) and OS processes on one machine: commits are
 /// atomic and conditional under a per-document file lock, reads never write
-/// and never see a half-written file. See the crate docs for the file
-/// format, the layout and what each [`Durability`] level guarantees.
+/// and never see a half-written file. Every commit appears in the change
+/// feed once, with a seq recorded under the feed lock together with the
+/// document's rename (the one exception, a crash between the two, is
+/// described in the crate docs). See the crate docs for the file format,
+/// the layout, the feed and what each [`Durability`] level guarantees.
 #[derive(Debug)]
 pub struct YamlBackend {
     root: PathBuf,
@@ -203,6 +292,11 @@ impl YamlBackend {
     /// The durability this handle writes with.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// How many of the newest changes this handle's compactions keep.
+    pub fn retain_changes(&self) -> u64 {
+        self.changes.retain()
     }
 
     /// The file holding a document.
@@ -336,8 +430,9 @@ impl StorageBackend for YamlBackend {
         let dir = self.root.join(key.collection());
         let path = self.document_path(key);
         let staged = fs::stage(&dir, &path, &bytes, self.syncs())?;
-        // The feed lock is held from the append until the rename is done,
-        // so no feed reader sees the change before a document read can.
+        // The feed lock comes last (after guard and document), and is held
+        // from the append until the rename is done, so no feed reader sees
+        // the change before a document read can.
         let mut change = self.changes.begin()?;
         change.append(key, commit.new_revision(), commit.kind)?;
         if let Err(e) = staged.rename_over(&path) {
@@ -345,6 +440,8 @@ impl StorageBackend for YamlBackend {
             return Err(e);
         }
         change.finish();
+        // Outside the feed lock: the line is already durable, so a power
+        // loss before this fsync leaves at most the documented extra line.
         if self.syncs() {
             fs::sync_dir(&dir)?;
         }
