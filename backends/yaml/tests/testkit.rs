@@ -31,3 +31,28 @@ fn fresh_locations_are_empty_and_shared_by_their_handles() {
         );
     }
 }
+
+#[test]
+fn fresh_with_retention_keeps_only_about_that_many_changes() {
+    let backend = YamlTestBackend::default();
+    let location = backend.fresh_with_retention(4);
+    let s = location.open();
+    for i in 0..30 {
+        s.replace("c", "k", json!({ "i": i }), revstore::Precondition::Any)
+            .unwrap();
+    }
+    match s.changes_since(0, 10) {
+        Err(revstore::Error::Compacted { retained_after, .. }) => {
+            assert!(
+                (30 - 6..=30 - 4).contains(&retained_after),
+                "{retained_after}"
+            )
+        }
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    // A retention of 0 is taken as 1 rather than refused.
+    let location = backend.fresh_with_retention(0);
+    let s = location.open();
+    s.create("c", "k", json!({})).unwrap();
+    assert_eq!(s.changes_since(0, 10).unwrap().len(), 1);
+}
