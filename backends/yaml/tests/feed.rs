@@ -595,7 +595,7 @@ fn check_feed(feed: &[Change], mut committed: Vec<(String, u64)>) {
 
 fn threads_with_own_handles_and_a_follower(durability: Durability) {
     let dir = TempDir::new().unwrap();
-    let ops = 40 * revstore::testkit::soak_factor() as usize;
+    let ops = 80 * revstore::testkit::soak_factor() as usize;
     let done = Arc::new(AtomicBool::new(false));
     let (feed, committed) = std::thread::scope(|scope| {
         let follower = {
