@@ -64,13 +64,13 @@ mod precondition;
 mod retry;
 pub mod schema;
 mod store;
-mod watch;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod watch;
 
 pub use backend::{Commit, CommitOutcome, Entry, Guard, Record, StorageBackend};
-pub use cache::CachedStore;
 pub use body::{value_kind, Body, Document, Limits, Versioned};
+pub use cache::CachedStore;
 pub use durability::Durability;
 pub use error::{Error, LimitKind, NameKind, Result};
 pub use feed::{parse_retention, Change, ChangeKind, DEFAULT_RETAINED_CHANGES};

@@ -14,12 +14,15 @@ pub use error::{exit_code, CliError};
 
 use std::path::Path;
 
-use revstore::{Durability, Error, MemoryBackend, Result, Store};
+use revstore::{
+    parse_retention, Durability, Error, MemoryBackend, Result, Store, DEFAULT_RETAINED_CHANGES,
+};
 use revstore_sqlite::{SqliteBackend, SqliteOptions};
 use revstore_yaml::{YamlBackend, YamlOptions};
 
 /// Opens a store from `yaml:DIR`, `sqlite:FILE` or `memory:`, optionally
-/// followed by `?durability=full|relaxed`.
+/// followed by options: `?durability=full|relaxed` and `retain=N` (how many
+/// changes the change feed keeps), joined with `&`.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for an unknown scheme or option, and the
@@ -34,13 +37,15 @@ pub fn open_store(url: &str) -> Result<Store> {
         None => (url, None),
     };
     let mut durability = Durability::default();
+    let mut retain_changes = DEFAULT_RETAINED_CHANGES;
     for option in query.into_iter().flat_map(|q| q.split('&')) {
         match option.split_once('=') {
             Some(("durability", value)) => durability = value.parse()?,
+            Some(("retain", value)) => retain_changes = parse_retention(value)?,
             _ => {
                 return Err(invalid(&format!(
-                    "unknown option {option:?}; the one option is durability=full|relaxed"
-                )))
+                "unknown option {option:?}; the options are durability=full|relaxed and retain=N"
+            )))
             }
         }
     }
@@ -51,13 +56,21 @@ pub fn open_store(url: &str) -> Result<Store> {
         "yaml" | "sqlite" if path.is_empty() => Err(invalid("the path is empty")),
         "yaml" => Ok(Store::open(YamlBackend::open_with(
             Path::new(path),
-            YamlOptions { durability },
+            YamlOptions {
+                durability,
+                retain_changes,
+            },
         )?)),
         "sqlite" => Ok(Store::open(SqliteBackend::open_with(
             Path::new(path),
-            SqliteOptions { durability },
+            SqliteOptions {
+                durability,
+                retain_changes,
+            },
         )?)),
-        "memory" if path.is_empty() => Ok(Store::open(MemoryBackend::new())),
+        "memory" if path.is_empty() => {
+            Ok(Store::open(MemoryBackend::with_retention(retain_changes)))
+        }
         "memory" => Err(invalid("memory: takes no path")),
         _ => Err(invalid(
             "unknown scheme; expected yaml:, sqlite: or memory:",
