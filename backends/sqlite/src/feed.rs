@@ -37,23 +37,27 @@ const SELECT_LAST_SEQ: &str = "SELECT max(
 /// stays small and the table holds at most `retain + PRUNE_EVERY - 1` rows.
 const PRUNE_EVERY: u64 = 256;
 
-/// Records a committed write inside its transaction `tx`, and prunes the
-/// feed to the newest `retain` changes (at least 1) when the new seq is a
-/// multiple of the pruning interval.
+/// Records a write inside its transaction `tx`, before the document row is
+/// written, and returns its seq.
 pub(crate) fn record(
     tx: &Connection,
     key: &Key,
     revision: i64,
     kind: ChangeKind,
-    retain: u64,
-) -> Result<(), Failure> {
+) -> Result<u64, Failure> {
     tx.prepare_cached(INSERT_CHANGE)?.execute(params![
         key.collection(),
         key.name(),
         revision,
         kind.as_str()
     ])?;
-    let seq = tx.last_insert_rowid().unsigned_abs();
+    Ok(tx.last_insert_rowid().unsigned_abs())
+}
+
+/// Prunes the feed to the newest `retain` changes (at least 1) inside the
+/// transaction `tx` that recorded `seq`, when `seq` is a multiple of the
+/// pruning interval.
+pub(crate) fn prune(tx: &Connection, seq: u64, retain: u64) -> Result<(), Failure> {
     let retain = retain.max(1);
     if seq % retain.min(PRUNE_EVERY) == 0 && seq > retain {
         let horizon = i64::try_from(seq - retain).unwrap_or(i64::MAX);

@@ -32,7 +32,10 @@
 //!   gets [`Error::Compacted`] (re-list, then follow from seq 1) rather
 //!   than a feed silently missing those documents. A migrated file can no
 //!   longer be opened by an older revstore-sqlite, which would write without
-//!   recording changes.
+//!   recording changes; one that already had it open when it was migrated
+//!   has its writes refused by triggers (a document write must follow its
+//!   change row on the same connection), never silently missing from the
+//!   feed.
 //! - **Durability.** [`Durability::Full`] (the default) runs with
 //!   `synchronous=FULL`: a committed write survives power loss.
 //!   [`Durability::Relaxed`] uses `synchronous=NORMAL`: a committed write
@@ -261,6 +264,10 @@ impl revstore::StorageBackend for SqliteBackend {
                         return Ok(CommitOutcome::GuardChanged { actual });
                     }
                 }
+                // The change goes first: the format's triggers refuse a
+                // document write whose change row this connection did not
+                // just insert. A conflict rolls both back, seq included.
+                let seq = feed::record(&tx, key, new_revision, commit.kind)?;
                 let changed = if commit.expected == 0 {
                     tx.prepare_cached(INSERT_FIRST)?.execute(params![
                         key.collection(),
@@ -280,7 +287,7 @@ impl revstore::StorageBackend for SqliteBackend {
                     let actual = current_in(&tx, path, key)?;
                     return Ok(CommitOutcome::Conflict { actual });
                 }
-                feed::record(&tx, key, new_revision, commit.kind, self.retain_changes)?;
+                feed::prune(&tx, seq, self.retain_changes)?;
                 tx.commit()?;
                 Ok(CommitOutcome::Committed)
             },

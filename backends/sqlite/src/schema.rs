@@ -31,6 +31,13 @@ const CREATE_V1: &str = "CREATE TABLE IF NOT EXISTS documents (
 /// never reused, even after pruning deleted every row up to the newest.
 /// `meta.retained_after` is the feed's horizon: every change with a larger
 /// seq is still in `changes`, none with a smaller or equal one is.
+///
+/// The triggers make "every write is in the feed" hold even against a
+/// writer that does not know about it, such as an older revstore-sqlite
+/// that opened the file before it was migrated (its format check is
+/// behind it): a document row may only be written right after its change
+/// row, on the same connection (`last_insert_rowid()` is per connection;
+/// `documents` has no rowid, so writing it leaves the value alone).
 const CREATE_V2: &str = "CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     collection TEXT NOT NULL,
@@ -42,7 +49,19 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('retained_after', 0);";
+INSERT OR IGNORE INTO meta (key, value) VALUES ('retained_after', 0);
+CREATE TRIGGER IF NOT EXISTS insert_needs_its_change BEFORE INSERT ON documents
+WHEN NOT EXISTS (SELECT 1 FROM changes WHERE seq = last_insert_rowid()
+    AND collection = NEW.collection AND name = NEW.name AND revision = NEW.revision)
+BEGIN
+    SELECT RAISE(ABORT, 'revstore: a document write without its change-feed row; is an older revstore-sqlite (format 1) still using this file?');
+END;
+CREATE TRIGGER IF NOT EXISTS update_needs_its_change BEFORE UPDATE ON documents
+WHEN NOT EXISTS (SELECT 1 FROM changes WHERE seq = last_insert_rowid()
+    AND collection = NEW.collection AND name = NEW.name AND revision = NEW.revision)
+BEGIN
+    SELECT RAISE(ABORT, 'revstore: a document write without its change-feed row; is an older revstore-sqlite (format 1) still using this file?');
+END;";
 
 /// On migrating a version-1 file that holds documents: their writes were
 /// never recorded, so the feed starts with a gap. Seq 1 stands for all of

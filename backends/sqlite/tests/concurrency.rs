@@ -115,9 +115,10 @@ fn hold_write_lock(path: &Path, hold: Duration, locked: &Barrier) {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .unwrap();
-    tx.execute(
-        "INSERT INTO documents VALUES ('other', 'held', 1, '{}')",
-        [],
+    // As a format-2 writer must: the change row first.
+    tx.execute_batch(
+        "INSERT INTO changes (collection, name, revision, kind) VALUES ('other', 'held', 1, 'created');
+         INSERT INTO documents VALUES ('other', 'held', 1, '{}');",
     )
     .unwrap();
     locked.wait();

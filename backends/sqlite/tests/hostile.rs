@@ -12,6 +12,21 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
 
+/// Writes a document row by hand as a format-2 writer must: its change row
+/// first, on the same connection.
+fn insert_raw(conn: &rusqlite::Connection, name: &str, revision: SqlValue, body: SqlValue) {
+    conn.execute(
+        "INSERT INTO changes (collection, name, revision, kind) VALUES ('models', ?1, ?2, 'created')",
+        rusqlite::params![name, revision],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO documents (collection, name, revision, body) VALUES ('models', ?1, ?2, ?3)",
+        rusqlite::params![name, revision, body],
+    )
+    .unwrap();
+}
+
 fn raw_row(path: &Path, name: &str) -> (SqlValue, SqlValue) {
     raw(path)
         .query_row(
@@ -38,11 +53,7 @@ fn store_with_bad_rows(path: &Path) -> Store {
         ),
     ];
     for (name, revision, body) in rows {
-        conn.execute(
-            "INSERT INTO documents (collection, name, revision, body) VALUES ('models', ?1, ?2, ?3)",
-            rusqlite::params![name, revision, body],
-        )
-        .unwrap();
+        insert_raw(&conn, name, revision, body);
     }
     store
 }
@@ -110,12 +121,12 @@ fn list_reports_a_corrupt_revision_but_never_reads_bodies() {
     let store = Store::open(SqliteBackend::open(&path).unwrap());
     store.create("models", "fine", json!({})).unwrap();
     // Bad bodies do not disturb a listing: it reads names and revisions only.
-    raw(&path)
-        .execute(
-            "INSERT INTO documents VALUES ('models', 'bad-body', 4, '{oops')",
-            [],
-        )
-        .unwrap();
+    insert_raw(
+        &raw(&path),
+        "bad-body",
+        4.into(),
+        SqlValue::Text("{oops".into()),
+    );
     let names: Vec<_> = store
         .list("models")
         .unwrap()
@@ -124,12 +135,12 @@ fn list_reports_a_corrupt_revision_but_never_reads_bodies() {
         .collect();
     assert_eq!(names, [("bad-body".to_owned(), 4), ("fine".to_owned(), 1)]);
 
-    raw(&path)
-        .execute(
-            "INSERT INTO documents VALUES ('models', 'bad-rev', 0, '{}')",
-            [],
-        )
-        .unwrap();
+    insert_raw(
+        &raw(&path),
+        "bad-rev",
+        0.into(),
+        SqlValue::Text("{}".into()),
+    );
     assert_corrupt(store.list("models"), &path, "bad-rev");
 }
 
@@ -273,4 +284,48 @@ fn corrupt_change_rows_are_reported_naming_file_and_seq() {
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
+}
+
+/// What an older revstore-sqlite (format 1) that opened the file before it
+/// was migrated would do: write documents with no change row. The triggers
+/// refuse it, so the feed never silently misses a write.
+#[test]
+fn a_format_1_writer_still_holding_the_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = Store::open(SqliteBackend::open(&path).unwrap());
+    store.create("models", "a", json!({"v": 1})).unwrap();
+    let old = raw(&path);
+    // Its own change row does not cover a different write either.
+    insert_raw(&old, "b", 1.into(), SqlValue::Text("{}".into()));
+    for sql in [
+        "INSERT INTO documents VALUES ('models', 'c', 1, '{}')",
+        "INSERT INTO documents VALUES ('models', 'b2', 1, '{}')",
+        "UPDATE documents SET revision = 2, body = '{}' WHERE name = 'a' AND revision = 1",
+        "UPDATE documents SET revision = 2, body = NULL WHERE name = 'b' AND revision = 1",
+    ] {
+        let err = old.execute(sql, []).unwrap_err();
+        assert!(
+            err.to_string().contains("without its change-feed row"),
+            "{sql}: {err}"
+        );
+    }
+    assert_eq!(store.get("models", "a").unwrap().unwrap().revision, 1);
+    assert_eq!(store.get("models", "c").unwrap(), None);
+    let feed: Vec<String> = store
+        .changes_since(0, 10)
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}@{}", c.key, c.revision))
+        .collect();
+    assert_eq!(feed, ["models/a@1", "models/b@1"]);
+    // The store's own writes go on.
+    store
+        .replace(
+            "models",
+            "a",
+            json!({"v": 2}),
+            revstore::Precondition::Revision(1),
+        )
+        .unwrap();
 }

@@ -170,3 +170,30 @@ fn concurrent_opens_migrate_once() {
         assert_eq!(store.get("c", "old").unwrap().unwrap().revision, 5);
     }
 }
+
+/// An older revstore-sqlite that opened the file (and prepared its write
+/// statement) before another process migrated it: its next write is
+/// refused, not silently left out of the feed.
+#[test]
+fn a_writer_that_opened_before_the_migration_is_refused_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    version_1_file(&path, &[("c", "a", 1, Some("{}"))]);
+    let old = rusqlite::Connection::open(&path).unwrap();
+    let mut update = old
+        .prepare(
+            "UPDATE documents SET body = ?1, revision = ?2 \
+             WHERE collection = 'c' AND name = 'a' AND revision = ?3",
+        )
+        .unwrap();
+    update.execute(rusqlite::params!["{}", 2, 1]).unwrap();
+
+    let store = Store::open(SqliteBackend::open(&path).unwrap());
+    let err = update.execute(rusqlite::params!["{}", 3, 2]).unwrap_err();
+    assert!(err.to_string().contains("change-feed"), "{err}");
+    assert_eq!(store.get("c", "a").unwrap().unwrap().revision, 2);
+    store
+        .replace("c", "a", json!({}), Precondition::Revision(2))
+        .unwrap();
+    assert_eq!(store.changes_since(1, 10).unwrap().len(), 1);
+}
