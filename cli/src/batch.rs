@@ -10,30 +10,45 @@
 //! {"op":"patch","collection":"c","name":"n","patch":{…},"json_patch":false,"expect_revision":3}
 //! {"op":"delete","collection":"c","name":"n","expect_revision":3}
 //! {"op":"list","collection":"c"}
+//! {"op":"schema_get","collection":"c"}
+//! {"op":"schema_set","collection":"c","schema":{…},"create":false,"expect_revision":3}
+//! {"op":"schema_delete","collection":"c","expect_revision":3}
+//! {"op":"migrate","collection":"c","strip":false,"batch":100,"resume_after":"n"}
+//! {"op":"changes","since":0,"limit":1000}
+//! {"op":"last_seq"}
 //! ```
-//! `create`, `json_patch` and `expect_revision` are optional; `create` and
-//! `expect_revision` exclude each other. Unknown fields are refused, so a
-//! misspelt precondition never turns into an unconditional write.
+//! `create`, `json_patch`, `expect_revision`, `strip`, `batch` (default:
+//! the whole collection), `resume_after`, `since` (default 0) and `limit`
+//! (default and most [`MAX_CHANGES_PER_ANSWER`]) are optional; `create`
+//! and `expect_revision` exclude each other. Unknown fields are refused, so
+//! a misspelt precondition never turns into an unconditional write.
+//! `changes` never waits: it answers what is committed now.
 //!
 //! # Answers
 //! Success: `{"id":…,"ok":true,…}` with the fields of
 //! [`Outcome::to_json`](crate::ops::Outcome::to_json) (`get`, `put` and
 //! `patch` answer the document with its `revision` and `body`; `delete` the
-//! tombstone's `revision`; `list` the `documents`).
+//! tombstone's `revision`; `list` the `documents`; `schema_get` and
+//! `schema_set` the `revision` and `schema`; `migrate` the report and
+//! `resume_after`; `changes` the `changes` and the `next_since` cursor;
+//! `last_seq` the `last_seq`).
 //! Failure: `{"id":…,"ok":false,"error":{"kind","message","exit_code",…}}`
-//! as [`CliError::to_json`] builds it; a line that is not a valid request
+//! as [`CliError::to_json`] builds it, with structured details for
+//! `conflict`, `schema_violation` (`violations`), `invalid_schema`
+//! (`problems`) and `compacted` (`requested`, `retained_after`); a line
+//! that is not a valid request
 //! answers kind `invalid_request` and the session goes on. Blank lines are
 //! skipped without an answer. Every answer is flushed before the next line
 //! is read.
 
 use std::io::{BufRead, Read, Write};
 
-use revstore::{Patch, Precondition, Store};
+use revstore::{MigrationMode, Patch, Precondition, Store};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::CliError;
-use crate::ops::{execute, Op};
+use crate::ops::{execute, Op, MAX_CHANGES_PER_ANSWER};
 
 /// The longest request line read, in bytes. Longer lines are answered with
 /// `invalid_request` and skipped, so one bad line cannot exhaust memory.
@@ -92,6 +107,33 @@ enum WireOp {
     List {
         collection: String,
     },
+    SchemaGet {
+        collection: String,
+    },
+    SchemaSet {
+        collection: String,
+        schema: Value,
+        #[serde(default)]
+        create: bool,
+        expect_revision: Option<u64>,
+    },
+    SchemaDelete {
+        collection: String,
+        expect_revision: Option<u64>,
+    },
+    Migrate {
+        collection: String,
+        #[serde(default)]
+        strip: bool,
+        batch: Option<usize>,
+        resume_after: Option<String>,
+    },
+    Changes {
+        #[serde(default)]
+        since: u64,
+        limit: Option<usize>,
+    },
+    LastSeq {},
 }
 
 fn revision_or_any(expect_revision: Option<u64>) -> Precondition {
@@ -102,8 +144,9 @@ fn revision_or_any(expect_revision: Option<u64>) -> Precondition {
 ///
 /// # Errors
 /// [`RequestError`] describing what is wrong: not JSON, not an object, an
-/// unknown `op`, a missing, mistyped or unknown field, or `create` together
-/// with `expect_revision`.
+/// unknown `op`, a missing, mistyped or unknown field, `create` together
+/// with `expect_revision`, a `batch` of 0, or a `limit` outside 1 to
+/// [`MAX_CHANGES_PER_ANSWER`].
 pub fn decode_request(line: &str) -> Result<Request, RequestError> {
     let fail = |id: Option<Value>, message: String| RequestError { id, message };
     let value: Value =
@@ -168,6 +211,67 @@ pub fn decode_request(line: &str) -> Result<Request, RequestError> {
             precondition: revision_or_any(expect_revision),
         },
         WireOp::List { collection } => Op::List { collection },
+        WireOp::SchemaGet { collection } => Op::SchemaGet { collection },
+        WireOp::SchemaSet {
+            create: true,
+            expect_revision: Some(_),
+            ..
+        } => {
+            return Err(fail(
+                id,
+                "`create` and `expect_revision` exclude each other".to_owned(),
+            ))
+        }
+        WireOp::SchemaSet {
+            collection,
+            schema,
+            create,
+            expect_revision,
+        } => Op::SchemaSet {
+            collection,
+            schema,
+            precondition: if create {
+                Precondition::Absent
+            } else {
+                revision_or_any(expect_revision)
+            },
+        },
+        WireOp::SchemaDelete {
+            collection,
+            expect_revision,
+        } => Op::SchemaDelete {
+            collection,
+            precondition: revision_or_any(expect_revision),
+        },
+        WireOp::Migrate { batch: Some(0), .. } => {
+            return Err(fail(id, "`batch` must be at least 1".to_owned()))
+        }
+        WireOp::Migrate {
+            collection,
+            strip,
+            batch,
+            resume_after,
+        } => Op::Migrate {
+            collection,
+            mode: if strip {
+                MigrationMode::Strip
+            } else {
+                MigrationMode::Report
+            },
+            resume_after,
+            batch,
+        },
+        WireOp::Changes { since, limit } => {
+            let limit = limit.unwrap_or(MAX_CHANGES_PER_ANSWER);
+            if !(1..=MAX_CHANGES_PER_ANSWER).contains(&limit) {
+                return Err(fail(
+                    id,
+                    format!("`limit` must be 1 to {MAX_CHANGES_PER_ANSWER}, not {limit}"),
+                ));
+            }
+            Op::Changes { since, limit }
+        }
+        WireOp::LastSeq {} => Op::LastSeq,
     };
     Ok(Request { id, op })
 }

@@ -1,6 +1,6 @@
 //! The tool's error type and the one mapping from errors to exit codes.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::text::TextError;
 
@@ -17,6 +17,12 @@ pub const EXIT_INVALID_INPUT: u8 = 2;
 pub const EXIT_PRECONDITION_FAILED: u8 = 3;
 /// Exit code for a document that does not exist.
 pub const EXIT_NOT_FOUND: u8 = 4;
+/// Exit code for a change-feed cursor older than the retained history
+/// ([`revstore::Error::Compacted`]). It has its own code because, unlike
+/// the failures behind exit code 1, it has one prescribed recovery that a
+/// script can automate without reading the message: re-list what it
+/// mirrors, then resume from `revstore last-seq` taken before listing.
+pub const EXIT_COMPACTED: u8 = 5;
 
 /// Everything a `revstore` command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +63,14 @@ impl CliError {
     }
 
     /// A short, stable name of the error for scripts: the store's
-    /// [`revstore::Error::kind`], or `invalid_body`/`invalid_patch` for text
-    /// that does not parse, `invalid_request`, `usage`, `io`, `demo`.
+    /// [`revstore::Error::kind`], or `invalid_body`/`invalid_patch`/
+    /// `invalid_schema` for text that does not parse, `invalid_request`,
+    /// `usage`, `io`, `demo`.
     pub fn kind(&self) -> &'static str {
         match self {
             CliError::Store(e) => e.kind(),
             CliError::Text(e) if e.what == "patch" => "invalid_patch",
+            CliError::Text(e) if e.what == "schema" => "invalid_schema",
             CliError::Text(_) => "invalid_body",
             CliError::InvalidRequest(_) => "invalid_request",
             CliError::Usage(_) => "usage",
@@ -77,37 +85,78 @@ impl CliError {
     }
 
     /// The error as the JSON object a batch answer carries:
-    /// `{"kind", "message", "exit_code"}`, plus `"expected"` and `"actual"`
-    /// (the key's state, e.g. `{"state":"live","revision":4}`) for a conflict.
+    /// `{"kind", "message", "exit_code"}`, plus the details a program acts
+    /// on:
+    /// - `conflict`: `"expected"` and `"actual"` (the key's state, e.g.
+    ///   `{"state":"live","revision":4}`);
+    /// - `schema_violation`: `"schema_revision"` and `"violations"`, every
+    ///   one as `{"path","rule","message"}` (`path` a JSON Pointer into the
+    ///   body);
+    /// - `invalid_schema`: `"problems"`, every one as `{"path","message"}`
+    ///   (`path` a JSON Pointer into the schema document, `""` for all of
+    ///   it);
+    /// - `compacted`: `"requested"` (the cursor given) and
+    ///   `"retained_after"` (the oldest cursor still answered).
     pub fn to_json(&self) -> Value {
-        let mut out = json!({
-            "kind": self.kind(),
-            "message": self.to_string(),
-            "exit_code": self.exit_code(),
-        });
-        if let (
-            CliError::Store(revstore::Error::Conflict {
+        use revstore::Error as E;
+        let mut out = Map::new();
+        out.insert("kind".into(), json!(self.kind()));
+        out.insert("message".into(), json!(self.to_string()));
+        out.insert("exit_code".into(), json!(self.exit_code()));
+        let CliError::Store(error) = self else {
+            return Value::Object(out);
+        };
+        match error {
+            E::Conflict {
                 expected, actual, ..
-            }),
-            Some(map),
-        ) = (self, out.as_object_mut())
-        {
-            map.insert("expected".into(), json!(expected));
-            map.insert("actual".into(), json!(actual));
+            } => {
+                out.insert("expected".into(), json!(expected));
+                out.insert("actual".into(), json!(actual));
+            }
+            E::SchemaViolation {
+                schema_revision,
+                violations,
+                ..
+            } => {
+                out.insert("schema_revision".into(), json!(schema_revision));
+                let violations: Vec<Value> = violations
+                    .iter()
+                    .map(|v| json!({"path": v.path, "rule": v.rule, "message": v.message}))
+                    .collect();
+                out.insert("violations".into(), Value::Array(violations));
+            }
+            E::InvalidSchema { problems, .. } => {
+                let problems: Vec<Value> = problems
+                    .iter()
+                    .map(|p| json!({"path": p.path, "message": p.message}))
+                    .collect();
+                out.insert("problems".into(), Value::Array(problems));
+            }
+            E::Compacted {
+                requested,
+                retained_after,
+            } => {
+                out.insert("requested".into(), json!(requested));
+                out.insert("retained_after".into(), json!(retained_after));
+            }
+            _ => {}
         }
-        out
+        Value::Object(out)
     }
 }
 
-/// The one mapping from errors to exit codes: 2 for invalid input, 3 for a
-/// failed precondition, 4 for not found, 1 for everything else (including
-/// store errors this version does not know).
+/// The one mapping from errors to exit codes: 2 for invalid input (a schema
+/// violation and an invalid schema among it), 3 for a failed precondition,
+/// 4 for not found, 5 for a change-feed cursor that fell behind retention,
+/// 1 for everything else (including store errors this version does not
+/// know).
 pub fn exit_code(error: &CliError) -> u8 {
     use revstore::Error as E;
     match error {
         CliError::Store(e) if e.is_invalid_input() => EXIT_INVALID_INPUT,
         CliError::Store(E::Conflict { .. } | E::PatchTestFailed { .. }) => EXIT_PRECONDITION_FAILED,
         CliError::Store(E::NotFound { .. }) => EXIT_NOT_FOUND,
+        CliError::Store(E::Compacted { .. }) => EXIT_COMPACTED,
         CliError::Store(_) => EXIT_FAILURE,
         CliError::Text(_) | CliError::InvalidRequest(_) | CliError::Usage(_) => EXIT_INVALID_INPUT,
         CliError::Io { .. } | CliError::Demo(_) => EXIT_FAILURE,

@@ -1,10 +1,20 @@
 //! The operations the tool performs, shared by the one-shot commands and
 //! `batch`, and their results in JSON form.
 
-use revstore::{Body, Entry, Error, Key, Patch, Precondition, Store};
+use revstore::{
+    Body, Change, Entry, Error, Key, MigrationMode, MigrationReport, Patch, Precondition, Store,
+};
 use serde_json::{json, Map, Value};
 
 use crate::error::CliError;
+
+/// The reserved collection holding schema documents: the schema of
+/// collection `c` is the document `_schema/c`.
+pub const SCHEMA_COLLECTION: &str = "_schema";
+
+/// The most changes one [`Op::Changes`] answers; a reader pages on with
+/// the answer's `next_since`.
+pub const MAX_CHANGES_PER_ANSWER: usize = 10_000;
 
 /// One operation on a store.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +63,47 @@ pub enum Op {
         /// The collection.
         collection: String,
     },
+    /// Read a collection's schema document.
+    SchemaGet {
+        /// The collection the schema is for.
+        collection: String,
+    },
+    /// Set a collection's schema (checked before it is written).
+    SchemaSet {
+        /// The collection the schema is for.
+        collection: String,
+        /// The schema document.
+        schema: Value,
+        /// `Any`, `Absent` (only if there is none) or `Revision(r)`.
+        precondition: Precondition,
+    },
+    /// Remove a collection's schema.
+    SchemaDelete {
+        /// The collection the schema is for.
+        collection: String,
+        /// `Any` or `Revision(r)`.
+        precondition: Precondition,
+    },
+    /// Report, or strip, attributes the collection's schema does not declare.
+    Migrate {
+        /// The collection.
+        collection: String,
+        /// Report only, or strip.
+        mode: MigrationMode,
+        /// Start after this document name (a previous run's resume point).
+        resume_after: Option<String>,
+        /// Examine at most this many documents (at least 1); `None`: all.
+        batch: Option<usize>,
+    },
+    /// Read committed changes after a cursor, without waiting for more.
+    Changes {
+        /// Only changes with a larger seq.
+        since: u64,
+        /// At most this many (1 to [`MAX_CHANGES_PER_ANSWER`]).
+        limit: usize,
+    },
+    /// Read the seq of the newest committed change.
+    LastSeq,
 }
 
 /// What a successful [`Op`] produced.
@@ -85,6 +136,40 @@ pub enum Outcome {
         /// Names and revisions.
         entries: Vec<Entry>,
     },
+    /// A schema document that was read or written.
+    Schema {
+        /// The collection the schema is for.
+        collection: String,
+        /// The schema document's revision.
+        revision: u64,
+        /// The schema document.
+        schema: Body,
+    },
+    /// A removed schema and the revision of its tombstone.
+    SchemaDeleted {
+        /// The collection the schema was for.
+        collection: String,
+        /// The tombstone's revision.
+        revision: u64,
+    },
+    /// What a migration found or removed.
+    Migrated {
+        /// The collection.
+        collection: String,
+        /// Whether attributes were only reported or stripped.
+        mode: MigrationMode,
+        /// The engine's report.
+        report: MigrationReport,
+    },
+    /// Changes after a cursor, in commit order.
+    Changes {
+        /// The cursor asked for.
+        since: u64,
+        /// The changes.
+        changes: Vec<Change>,
+    },
+    /// The seq of the newest committed change (0 when none).
+    LastSeq(u64),
 }
 
 /// Runs one operation.
@@ -144,14 +229,103 @@ pub fn execute(store: &Store, op: Op) -> Result<Outcome, CliError> {
                 entries,
             }
         }
+        Op::SchemaGet { collection } => match store.get_schema(&collection)? {
+            Some(doc) => Outcome::Schema {
+                collection,
+                revision: doc.revision,
+                schema: doc.body,
+            },
+            None => {
+                let key = Key::new_reserved(SCHEMA_COLLECTION, &collection)?;
+                return Err(Error::NotFound { key }.into());
+            }
+        },
+        Op::SchemaSet {
+            collection,
+            schema,
+            precondition,
+        } => {
+            let doc = store.set_schema(&collection, schema, precondition)?;
+            Outcome::Schema {
+                collection,
+                revision: doc.revision,
+                schema: doc.body,
+            }
+        }
+        Op::SchemaDelete {
+            collection,
+            precondition,
+        } => {
+            let revision = store.delete_schema(&collection, precondition)?;
+            Outcome::SchemaDeleted {
+                collection,
+                revision,
+            }
+        }
+        Op::Migrate {
+            collection,
+            mode,
+            resume_after,
+            batch,
+        } => {
+            let report = store.migrate(
+                &collection,
+                mode,
+                resume_after.as_deref(),
+                batch.unwrap_or(usize::MAX),
+            )?;
+            Outcome::Migrated {
+                collection,
+                mode,
+                report,
+            }
+        }
+        Op::Changes { since, limit } => {
+            if !(1..=MAX_CHANGES_PER_ANSWER).contains(&limit) {
+                return Err(CliError::Usage(format!(
+                    "the limit of changes is 1 to {MAX_CHANGES_PER_ANSWER}, not {limit}"
+                )));
+            }
+            let changes = store.changes_since(since, limit)?;
+            Outcome::Changes { since, changes }
+        }
+        Op::LastSeq => Outcome::LastSeq(store.last_seq()?),
     })
+}
+
+/// A change as the tool prints it:
+/// `{"seq","collection","name","revision","kind"}`.
+pub fn change_to_json(change: &Change) -> Value {
+    json!({
+        "seq": change.seq,
+        "collection": change.key.collection(),
+        "name": change.key.name(),
+        "revision": change.revision,
+        "kind": change.kind.as_str(),
+    })
+}
+
+/// The stable name of a migration mode (`report`, `strip`).
+pub fn mode_name(mode: MigrationMode) -> &'static str {
+    match mode {
+        MigrationMode::Report => "report",
+        MigrationMode::Strip => "strip",
+    }
 }
 
 impl Outcome {
     /// The outcome as a JSON object:
     /// `{"collection","name","revision","body"}` for a document,
     /// `{"collection","name","revision"}` for a delete,
-    /// `{"collection","documents":[{"name","revision"},…]}` for a listing.
+    /// `{"collection","documents":[{"name","revision"},…]}` for a listing,
+    /// `{"collection","revision","schema"}` for a schema,
+    /// `{"collection","revision"}` for a removed schema,
+    /// `{"collection","mode","schema_revision","examined","documents":
+    /// [{"name","revision","undeclared"},…],"resume_after"}` for a
+    /// migration (`resume_after` is `null` when it reached the end),
+    /// `{"changes":[…],"next_since"}` for changes (each as
+    /// [`change_to_json`]; `next_since` is the cursor to ask with next),
+    /// `{"last_seq"}` for the newest seq.
     pub fn to_json(&self) -> Map<String, Value> {
         let value = match self {
             Outcome::Document {
@@ -177,6 +351,36 @@ impl Outcome {
                     .map(|e| json!({"name": e.name, "revision": e.revision}))
                     .collect::<Vec<_>>(),
             }),
+            Outcome::Schema {
+                collection,
+                revision,
+                schema,
+            } => json!({"collection": collection, "revision": revision, "schema": schema}),
+            Outcome::SchemaDeleted {
+                collection,
+                revision,
+            } => json!({"collection": collection, "revision": revision}),
+            Outcome::Migrated {
+                collection,
+                mode,
+                report,
+            } => json!({
+                "collection": collection,
+                "mode": mode_name(*mode),
+                "schema_revision": report.schema_revision,
+                "examined": report.examined,
+                "documents": report
+                    .documents
+                    .iter()
+                    .map(|d| json!({"name": d.name, "revision": d.revision, "undeclared": d.undeclared}))
+                    .collect::<Vec<_>>(),
+                "resume_after": report.resume_after,
+            }),
+            Outcome::Changes { since, changes } => json!({
+                "changes": changes.iter().map(change_to_json).collect::<Vec<_>>(),
+                "next_since": changes.last().map_or(*since, |c| c.seq),
+            }),
+            Outcome::LastSeq(seq) => json!({ "last_seq": seq }),
         };
         match value {
             Value::Object(map) => map,
