@@ -15,6 +15,14 @@
 //!   [`Store::update`] closures apply to the *current* body: when a
 //!   concurrent writer wins, the engine re-reads and re-applies, so patches
 //!   to different fields all survive.
+//! - A collection may have a **live schema** (`_schema/<collection>`, see
+//!   [`schema`] and [`Store::set_schema`]): every write is validated against
+//!   the schema revision its commit is conditional on, so a schema change
+//!   applies to the very next write of every handle and process. An
+//!   undeclared attribute is rejected, never dropped.
+//! - A **change feed** ([`Store::changes_since`], [`Store::watch`]) reports
+//!   every committed write in commit order with a store-wide `seq`;
+//!   [`CachedStore`] is a read-through cache that follows it.
 //! - One [`StorageBackend`] trait with a handful of primitives; backends:
 //!   [`MemoryBackend`] (here), `revstore-yaml` (one human-editable file per
 //!   document) and `revstore-sqlite`.
