@@ -15,8 +15,9 @@ const BATCH: usize = 256;
 /// It polls [`Store::changes_since`] and sleeps `poll` between empty polls,
 /// so a change made by any handle or process shows up within about one
 /// poll interval. Changes arrive in commit order, each once; the iterator
-/// stops after yielding an error (for instance [`Error::Compacted`]
-/// (crate::Error::Compacted) when the cursor fell behind retention).
+/// stops after yielding an error (for instance
+/// [`Error::Compacted`](crate::Error::Compacted) when the cursor fell
+/// behind retention).
 #[derive(Debug)]
 pub struct Watch {
     store: Store,
