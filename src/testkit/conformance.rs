@@ -30,6 +30,7 @@ macro_rules! conformance_tests {
             conformance::values_round_trip,
             conformance::invalid_input_changes_nothing,
             conformance::handles_share_state,
+            conformance::hostile_values_are_refused_without_overflow,
             conformance::backend_commit_is_conditional,
             conformance::typed_get,
             conformance::feed_reports_every_commit_in_order,
@@ -546,6 +547,135 @@ pub fn invalid_input_changes_nothing(backend: &dyn TestBackend) {
     ));
     assert_eq!(s.get("c", "n").unwrap().unwrap().revision, 1);
     assert!(s.list("c").unwrap().len() == 1);
+}
+
+/// Builds a value nested `levels` deep without recursion (the `json!`
+/// macro recurses once per level).
+fn deep_value(levels: usize) -> Value {
+    let mut value = Value::Null;
+    for i in 0..levels {
+        value = if i % 2 == 0 {
+            Value::Array(vec![value])
+        } else {
+            let mut map = crate::Body::new();
+            map.insert("d".to_owned(), value);
+            Value::Object(map)
+        };
+    }
+    value
+}
+
+/// Drops a deep value without recursion (serde_json's drop recurses).
+fn dismantle(value: Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
+/// Values built to hurt — 100 000 levels deep, a merge or JSON Patch that
+/// deep, a patch that copies the document into itself until it is huge —
+/// are refused with a typed error, without a stack overflow, and change
+/// nothing.
+pub fn hostile_values_are_refused_without_overflow(backend: &dyn TestBackend) {
+    let (_loc, s) = fresh(backend);
+    s.create("h", "doc", json!({"a": "x".repeat(1000)}))
+        .unwrap();
+    let mut top = crate::Body::new();
+    top.insert("deep".to_owned(), deep_value(100_000));
+    let result = s.create("h", "deep", Value::Object(top));
+    assert!(
+        matches!(
+            result,
+            Err(Error::LimitExceeded {
+                limit: LimitKind::Depth,
+                ..
+            })
+        ),
+        "{:?}",
+        result.as_ref().map(|_| ())
+    );
+    let mut patch_body = crate::Body::new();
+    patch_body.insert("deep".to_owned(), deep_value(100_000));
+    let merge = Patch::Merge(Value::Object(patch_body));
+    let result = s.patch("h", "doc", &merge, Precondition::Any);
+    assert!(
+        matches!(result, Err(Error::LimitExceeded { .. })),
+        "{:?}",
+        result.map(|_| ())
+    );
+    let Patch::Merge(v) = merge else {
+        unreachable!()
+    };
+    dismantle(v);
+    let add = Patch::Json(Value::Array(vec![
+        json!({"op": "add", "path": "/deep", "value": null}),
+    ]));
+    let mut ops = match add {
+        Patch::Json(Value::Array(ops)) => ops,
+        _ => unreachable!(),
+    };
+    ops[0]["value"] = deep_value(100_000);
+    let deep_add = Patch::Json(Value::Array(ops));
+    let result = s.patch("h", "doc", &deep_add, Precondition::Any);
+    assert!(
+        matches!(result, Err(Error::LimitExceeded { .. })),
+        "{:?}",
+        result.map(|_| ())
+    );
+    let Patch::Json(v) = deep_add else {
+        unreachable!()
+    };
+    dismantle(v);
+    // 40 copies of the root would need 2^40 KiB; refused at the size limit.
+    let copies: Vec<Value> = (0..40)
+        .map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")}))
+        .collect();
+    let result = s.patch(
+        "h",
+        "doc",
+        &Patch::Json(Value::Array(copies)),
+        Precondition::Any,
+    );
+    assert!(
+        matches!(
+            result,
+            Err(Error::LimitExceeded {
+                limit: LimitKind::Size,
+                ..
+            })
+        ),
+        "{:?}",
+        result.map(|_| ())
+    );
+    // Malformed patches of every shape.
+    for bad in [
+        Patch::Json(json!({"op": "add"})),
+        Patch::Json(json!([{"op": "add", "path": "no-slash", "value": 1}])),
+        Patch::Json(json!([{"op": "move", "from": "/a", "path": "/a/b"}])),
+        Patch::Json(json!([{"op": "copy", "from": "/missing", "path": "/b"}])),
+        Patch::Json(json!([{"op": "replace", "path": "/a/~2", "value": 1}])),
+        Patch::Json(json!([{"op": "add", "path": "/a/0", "value": 1}])),
+        Patch::Json(json!([1, 2, 3])),
+        Patch::Json(json!("text")),
+        Patch::Merge(json!("text")),
+        Patch::Merge(json!(null)),
+        Patch::Merge(json!([{"a": 1}])),
+    ] {
+        let result = s.patch("h", "doc", &bad, Precondition::Any);
+        assert!(
+            matches!(result, Err(Error::InvalidPatch { .. })),
+            "{bad:?}: {:?}",
+            result.map(|_| ())
+        );
+    }
+    let doc = s.get("h", "doc").unwrap().unwrap();
+    assert_eq!(doc.revision, 1, "nothing was written");
+    assert_eq!(s.get_record("h", "deep").unwrap(), None);
 }
 
 /// Two handles on one location see each other's writes at once and
