@@ -21,6 +21,12 @@
 //!
 //! Because revisions are never reused, there is nothing to search: the
 //! check is linear in the history (plus one patch application per write).
+//!
+//! Two further checks take more than the history: [`check_feed`] compares
+//! the changes a feed consumer received with the committed writes (step 4
+//! of `TESTING.md`), and [`check_schema`] replays the whole feed to prove
+//! that every committed document revision satisfies the schema current at
+//! its commit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -30,13 +36,21 @@ use serde_json::Value;
 use crate::testkit::history::{Op, Outcome, Record};
 use crate::{Body, Key};
 
+mod feed;
 mod reference;
+mod schema;
 mod timing;
 
 #[cfg(test)]
+mod feed_tests;
+#[cfg(test)]
+mod schema_tests;
+#[cfg(test)]
 mod tests;
 
+pub use feed::{check_feed, Delivery, FeedSummary};
 use reference::State;
+pub use schema::{check_schema, SchemaSummary};
 use timing::{Ceiling, Floor, Sighting, Window};
 
 /// Counts of what a checked history contained.
@@ -101,6 +115,12 @@ pub enum ViolationKind {
     Replay,
     /// No instant order of the writes explains what operations saw when.
     RealTime,
+    /// A feed consumer received a change it should not have, missed one,
+    /// or received them out of order ([`check_feed`]).
+    Feed,
+    /// A committed document revision breaks the schema current at its
+    /// commit, or a refusal no current schema explains ([`check_schema`]).
+    Schema,
 }
 
 /// A broken promise, with a message naming the key, revisions and op ids.
@@ -798,6 +818,10 @@ impl<'a> KeyCheck<'a> {
             };
             let answers_so = |v: u64| match &self.states[v as usize] {
                 None => true,
+                // A read that found nothing without saying at which
+                // revision (a cache answering from memory) is explained
+                // by any state without a live document.
+                Some(state) if record.op == Op::Read => state.is_none() && kind == "not_found",
                 Some(state) => reference::apply(&self.key, &record.op, v, state)
                     .err()
                     .is_some_and(|e| e.kind() == kind),

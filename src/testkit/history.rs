@@ -13,9 +13,10 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{Body, Current, Error, Patch, Precondition};
+use crate::{Body, Change, ChangeKind, Current, Error, Patch, Precondition};
 
 /// Who ran an operation: an OS process and a thread index within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -263,16 +264,78 @@ impl HistoryWriter {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-impl Sink for HistoryWriter {
-    fn record(&self, record: Record) -> io::Result<()> {
-        let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    /// Appends any serializable value as one JSON line, with the same
+    /// guarantees as records (one `write` per line): for the other line
+    /// files of a run, such as a consumer's [`FeedRecord`]s.
+    ///
+    /// # Errors
+    /// The encoding or I/O error.
+    pub fn append<T: Serialize>(&self, value: &T) -> io::Result<()> {
+        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(&line)?;
         file.flush()
     }
+}
+
+impl Sink for HistoryWriter {
+    fn record(&self, record: Record) -> io::Result<()> {
+        self.append(&record)
+    }
+}
+
+/// One change of the feed as a consumer received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedRecord {
+    /// The change's store-wide sequence number.
+    pub seq: u64,
+    /// The collection of the key changed.
+    pub collection: String,
+    /// The name of the key changed.
+    pub name: String,
+    /// The revision the change produced.
+    pub revision: u64,
+    /// What the change did.
+    pub kind: ChangeKind,
+    /// The op id of the read of the key the consumer made right after
+    /// receiving the change (a [`Op::Read`] record of the history), if it
+    /// made one: that read must see this revision or a newer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+}
+
+impl FeedRecord {
+    /// The record of `change`, without a read.
+    pub fn of(change: &Change) -> FeedRecord {
+        FeedRecord {
+            seq: change.seq,
+            collection: change.key.collection().to_owned(),
+            name: change.key.name().to_owned(),
+            revision: change.revision,
+            kind: change.kind,
+            read: None,
+        }
+    }
+
+    /// `collection/name`, as messages show keys.
+    pub fn key_label(&self) -> String {
+        format!("{}/{}", self.collection, self.name)
+    }
+}
+
+/// The cursor a feed consumer started from, and when it was taken: the
+/// window of the [`last_seq`](crate::Store::last_seq) call that answered it,
+/// on the [monotonic clock](super::clock::monotonic_nanos).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedCursor {
+    /// The seq the consumer resumed after.
+    pub seq: u64,
+    /// When the call that answered it was made.
+    pub invoke_ns: u64,
+    /// When it returned.
+    pub return_ns: u64,
 }
 
 /// A history file that could not be read.
@@ -306,6 +369,15 @@ pub enum HistoryError {
 /// # Errors
 /// [`HistoryError`] naming the file (and line) at fault.
 pub fn read_history(path: &Path) -> Result<Vec<Record>, HistoryError> {
+    read_lines(path)
+}
+
+/// Reads a file of JSON lines written by [`HistoryWriter`] (records or
+/// [`HistoryWriter::append`]ed values), with the rules of [`read_history`].
+///
+/// # Errors
+/// [`HistoryError`] naming the file (and line) at fault.
+pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, HistoryError> {
     let io_error = |source| HistoryError::Io {
         path: path.to_owned(),
         source,

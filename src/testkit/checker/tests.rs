@@ -455,3 +455,20 @@ fn keys_are_checked_separately() {
     let s = h.check().unwrap();
     assert_eq!(s.keys.len(), 2);
 }
+
+#[test]
+fn a_read_that_found_nothing_without_a_revision_needs_a_state_without_a_document() {
+    // A cache answers "absent" without saying at which revision.
+    let absent = Outcome::NotFound { revision: None };
+    let mut h = H::default();
+    h.create("c1", (0, 1), 1);
+    h.delete("d2", Precondition::Any, (2, 3), 2);
+    h.push("r-ok", Op::Read, (10, 20), absent.clone());
+    h.check().unwrap();
+    h.push("r-early", Op::Read, (0, 1), absent.clone());
+    h.check().unwrap();
+    let mut h = H::default();
+    h.create("c1", (0, 1), 1);
+    h.push("r-bad", Op::Read, (10, 20), absent);
+    h.fails(ViolationKind::RealTime);
+}
