@@ -413,6 +413,62 @@ mod tests {
     }
 
     #[test]
+    fn decodes_the_schema_and_feed_ops_with_their_defaults() {
+        let op = |line: &str| decode_request(line).unwrap().op;
+        assert_eq!(
+            op(r#"{"op":"schema_get","collection":"c"}"#),
+            Op::SchemaGet {
+                collection: "c".into()
+            }
+        );
+        assert_eq!(
+            op(r#"{"op":"schema_set","collection":"c","schema":{"attributes":[]},"create":true}"#),
+            Op::SchemaSet {
+                collection: "c".into(),
+                schema: json!({"attributes": []}),
+                precondition: Precondition::Absent,
+            }
+        );
+        assert_eq!(
+            op(r#"{"op":"schema_delete","collection":"c","expect_revision":2}"#),
+            Op::SchemaDelete {
+                collection: "c".into(),
+                precondition: Precondition::Revision(2),
+            }
+        );
+        assert_eq!(
+            op(r#"{"op":"migrate","collection":"c"}"#),
+            Op::Migrate {
+                collection: "c".into(),
+                mode: MigrationMode::Report,
+                resume_after: None,
+                batch: None,
+            }
+        );
+        assert_eq!(
+            op(r#"{"op":"migrate","collection":"c","strip":true,"batch":5,"resume_after":"n"}"#),
+            Op::Migrate {
+                collection: "c".into(),
+                mode: MigrationMode::Strip,
+                resume_after: Some("n".into()),
+                batch: Some(5),
+            }
+        );
+        assert_eq!(
+            op(r#"{"op":"changes"}"#),
+            Op::Changes {
+                since: 0,
+                limit: MAX_CHANGES_PER_ANSWER,
+            }
+        );
+        assert_eq!(
+            op(r#"{"op":"changes","since":7,"limit":3}"#),
+            Op::Changes { since: 7, limit: 3 }
+        );
+        assert_eq!(op(r#"{"op":"last_seq"}"#), Op::LastSeq);
+    }
+
+    #[test]
     fn malformed_requests_are_errors_that_keep_the_id() {
         for line in [
             "",
@@ -424,6 +480,11 @@ mod tests {
             r#"{"op":"delete","collection":"c","name":"n","expect_revison":3}"#,
             r#"{"op":"put","collection":"c","name":"n","body":{},"create":true,"expect_revision":1}"#,
             r#"{"op":"put","collection":"c","name":"n","body":{},"expect_revision":-1}"#,
+            r#"{"op":"schema_set","collection":"c","schema":{},"create":true,"expect_revision":1}"#,
+            r#"{"op":"migrate","collection":"c","batch":0}"#,
+            r#"{"op":"changes","limit":0}"#,
+            r#"{"op":"changes","limit":10001}"#,
+            r#"{"op":"last_seq","id2":1}"#,
         ] {
             assert!(decode_request(line).is_err(), "{line}");
         }

@@ -224,4 +224,82 @@ mod tests {
         assert_eq!(v["actual"], json!({"state": "live", "revision": 5}));
         assert!(v["message"].as_str().unwrap().contains("c/n"));
     }
+
+    #[test]
+    fn schema_and_feed_errors_carry_their_details() {
+        use revstore::schema::{SchemaProblem, Violation};
+        let violation: CliError = revstore::Error::SchemaViolation {
+            key: key(),
+            schema_revision: 3,
+            violations: vec![
+                Violation {
+                    path: "/size".into(),
+                    rule: "max",
+                    message: "11 is above the maximum 10".into(),
+                },
+                Violation {
+                    path: "/colour".into(),
+                    rule: "undeclared",
+                    message: "not declared".into(),
+                },
+            ],
+        }
+        .into();
+        let v = violation.to_json();
+        assert_eq!(v["kind"], "schema_violation");
+        assert_eq!(v["exit_code"], 2);
+        assert_eq!(v["schema_revision"], 3);
+        assert_eq!(
+            v["violations"],
+            json!([
+                {"path": "/size", "rule": "max", "message": "11 is above the maximum 10"},
+                {"path": "/colour", "rule": "undeclared", "message": "not declared"},
+            ])
+        );
+        let message = violation.to_string();
+        assert!(
+            message.contains("/size") && message.contains("/colour") && !message.contains('\n'),
+            "every violation on one line: {message}"
+        );
+
+        let invalid: CliError = revstore::Error::InvalidSchema {
+            key: Key::new_reserved("_schema", "c").unwrap(),
+            problems: vec![SchemaProblem {
+                path: String::new(),
+                message: "`attributes` is missing".into(),
+            }],
+        }
+        .into();
+        let v = invalid.to_json();
+        assert_eq!(v["kind"], "invalid_schema");
+        assert_eq!(v["exit_code"], 2);
+        assert_eq!(
+            v["problems"],
+            json!([{"path": "", "message": "`attributes` is missing"}])
+        );
+
+        let compacted: CliError = revstore::Error::Compacted {
+            requested: 2,
+            retained_after: 40,
+        }
+        .into();
+        let v = compacted.to_json();
+        assert_eq!(v["kind"], "compacted");
+        assert_eq!(v["exit_code"], 5);
+        assert_eq!(v["requested"], 2);
+        assert_eq!(v["retained_after"], 40);
+
+        let text: CliError = TextError {
+            what: "schema",
+            reason: "x".into(),
+        }
+        .into();
+        assert_eq!(text.kind(), "invalid_schema");
+        assert_eq!(text.exit_code(), 2);
+        assert_eq!(
+            text.to_json().as_object().unwrap().len(),
+            3,
+            "no details for text that does not parse"
+        );
+    }
 }

@@ -432,4 +432,55 @@ mod tests {
         assert_eq!(missing.kind(), "not_found");
         assert_eq!(missing.exit_code(), 4);
     }
+
+    #[test]
+    fn schema_and_feed_operations_on_memory() {
+        let store = Store::open(MemoryBackend::new());
+        let get = Op::SchemaGet {
+            collection: "c".into(),
+        };
+        let missing = execute(&store, get.clone()).unwrap_err();
+        assert_eq!(missing.exit_code(), 4);
+        assert!(missing.to_string().contains("_schema/c"), "{missing}");
+        let schema = json!({"attributes": [{"name": "a", "type": "integer"}]});
+        let set = Op::SchemaSet {
+            collection: "c".into(),
+            schema: schema.clone(),
+            precondition: Precondition::Absent,
+        };
+        assert_eq!(
+            Value::Object(execute(&store, set).unwrap().to_json()),
+            json!({"collection": "c", "revision": 1, "schema": schema})
+        );
+        assert_eq!(
+            Value::Object(execute(&store, get).unwrap().to_json())["revision"],
+            1
+        );
+        let changes = |since, limit| execute(&store, Op::Changes { since, limit });
+        assert_eq!(
+            Value::Object(changes(0, 5).unwrap().to_json()),
+            json!({"changes": [{"seq": 1, "collection": "_schema", "name": "c",
+                                "revision": 1, "kind": "created"}],
+                   "next_since": 1})
+        );
+        for limit in [0, MAX_CHANGES_PER_ANSWER + 1] {
+            assert_eq!(changes(0, limit).unwrap_err().exit_code(), 2);
+        }
+        let deleted = execute(
+            &store,
+            Op::SchemaDelete {
+                collection: "c".into(),
+                precondition: Precondition::Revision(1),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(deleted.to_json()),
+            json!({"collection": "c", "revision": 2})
+        );
+        assert_eq!(
+            Value::Object(execute(&store, Op::LastSeq).unwrap().to_json()),
+            json!({"last_seq": 2})
+        );
+    }
 }
