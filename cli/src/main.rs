@@ -110,7 +110,7 @@ enum Command {
         json: bool,
     },
     /// Read, set or remove a collection's schema (the document
-    /// _schema/<collection>); every later write to the collection is
+    /// `_schema/<collection>`); every later write to the collection is
     /// checked against it, in every process, at once.
     Schema {
         #[command(subcommand)]
@@ -135,9 +135,8 @@ enum Command {
         /// Start after this document name (the resume point of a previous run).
         #[arg(long, value_name = "NAME")]
         resume_after: Option<String>,
-        /// Print {"collection","mode","schema_revision","examined",
-        /// "documents":[{"name","revision","undeclared"}],"resume_after"}
-        /// on one line.
+        /// Print the report on one line: {"collection","mode",
+        /// "schema_revision","examined","documents":[{"name","revision","undeclared"}],"resume_after"}.
         #[arg(long)]
         json: bool,
     },
@@ -151,7 +150,8 @@ enum Command {
     /// what you mirror, then resume from `revstore last-seq` (taken before
     /// listing).
     Changes {
-        /// Print the changes after this seq (a seq printed earlier).
+        /// Print the changes after this seq: 0 for all retained, or a seq
+        /// printed earlier or by `last-seq`.
         #[arg(long, value_name = "SEQ", default_value_t = 0)]
         since: u64,
         /// Keep printing new changes as they are committed, until killed.
@@ -262,10 +262,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("revstore: {e}");
+            eprintln!("revstore: {}", one_line(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// The message with control characters escaped, so an error stays one
+/// line on stderr even when it quotes a body's key or a JSON Pointer that
+/// holds a newline.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Prints a command-line error in one line (help and version as clap
@@ -415,7 +430,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             limit,
             poll_ms,
         } => {
-            let store = open_store(&store_url(cli.store)?)?;
+            let url = store_url(cli.store)?;
+            if follow && url.starts_with("memory:") {
+                return Err(CliError::Usage(
+                    "--follow would wait forever on a memory: store, which no other process \
+                     can write; use yaml:DIR or sqlite:FILE, or the changes op of batch"
+                        .to_owned(),
+                ));
+            }
+            let store = open_store(&url)?;
             let settings = FeedSettings {
                 since,
                 limit,

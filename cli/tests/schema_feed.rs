@@ -239,6 +239,7 @@ fn new_argument_errors_exit_2() {
     on(m, &["changes", "--follow", "--poll-ms", "0"]).expect_error(2, "--poll-ms");
     on(m, &["schema", "get", "bad/collection"]).expect_error(2, "invalid collection");
     on(m, &["migrate", "_schema"]).expect_error(2, "invalid collection");
+    on(m, &["changes", "--follow"]).expect_error(2, "memory:");
 }
 
 #[test]
@@ -411,6 +412,12 @@ fn a_schema_violation_exits_2_listing_every_violation_on_one_line() {
         }
         assert_eq!(run.stderr.matches("; /").count(), 3, "{}", run.stderr);
         on(s, &["get", "assets", "a1"]).expect(4);
+        // a key holding a line break is escaped, so the error stays one line
+        on(
+            s,
+            &["put", "assets", "a1", r#"{"owner": "ann", "x\ny": 1}"#],
+        )
+        .expect_error(2, r#"/x\ny: attribute "x\ny" is not declared"#);
     }
 }
 
