@@ -75,8 +75,9 @@ pub struct Store {
     schemas: Arc<SchemaCache>,
 }
 
-/// The reserved collection holding schema documents.
-pub(crate) const SCHEMA_COLLECTION: &str = "_schema";
+/// The reserved collection holding schema documents: a collection's schema
+/// is the document `_schema/<collection>`.
+pub const SCHEMA_COLLECTION: &str = "_schema";
 
 /// The schema document guarding writes to `key`'s collection (`None` for
 /// reserved collections, which have no schema).

@@ -8,10 +8,6 @@ use serde_json::{json, Map, Value};
 
 use crate::error::CliError;
 
-/// The reserved collection holding schema documents: the schema of
-/// collection `c` is the document `_schema/c`.
-pub const SCHEMA_COLLECTION: &str = "_schema";
-
 /// The most changes one [`Op::Changes`] answers; a reader pages on with
 /// the answer's `next_since`.
 pub const MAX_CHANGES_PER_ANSWER: usize = 10_000;
@@ -236,7 +232,7 @@ pub fn execute(store: &Store, op: Op) -> Result<Outcome, CliError> {
                 schema: doc.body,
             },
             None => {
-                let key = Key::new_reserved(SCHEMA_COLLECTION, &collection)?;
+                let key = Key::new_reserved(revstore::SCHEMA_COLLECTION, &collection)?;
                 return Err(Error::NotFound { key }.into());
             }
         },

@@ -135,20 +135,7 @@ fn readme_live_schema_sequence_on_yaml_and_sqlite() {
                 .stdout,
             "2\n"
         );
-        // the README's last line: status is already draft, so nothing changes
-        s(&["patch", "assets", "a1", "{status: draft}"]).expect(0);
-        assert_eq!(
-            s(&["get", "assets", "a1"]).expect(0).stdout,
-            "owner: bob\nstatus: draft\n",
-            "{store}"
-        );
-
-        // what the README means: draft cannot be written any more
-        s(&["patch", "assets", "a1", "{status: active}"]).expect(0);
-        s(&["patch", "assets", "a1", "{status: draft}"]).expect_error(
-            2,
-            "assets/a1 breaks schema revision 2: /status: \"draft\" is not one of \"active\", \"retired\" (enum)",
-        );
+        // the README's last line: draft can no longer be written anew
         s(&[
             "put",
             "assets",
@@ -156,9 +143,23 @@ fn readme_live_schema_sequence_on_yaml_and_sqlite() {
             "{owner: cy, status: draft}",
             "--create",
         ])
-        .expect_error(2, "/status: \"draft\" is not one of");
+        .expect_error(
+            2,
+            "assets/a2 breaks schema revision 2: /status: \"draft\" is not one of \"active\", \"retired\" (enum)",
+        );
+        assert_eq!(
+            s(&["get", "assets", "a1"]).expect(0).stdout,
+            "owner: bob\nstatus: draft\n",
+            "{store}"
+        );
+        // ratcheting keeps the stale value only while it is not rewritten
+        s(&["patch", "assets", "a1", "{status: active}"]).expect(0);
+        s(&["patch", "assets", "a1", "{status: draft}"]).expect_error(
+            2,
+            "assets/a1 breaks schema revision 2: /status: \"draft\" is not one of \"active\", \"retired\" (enum)",
+        );
         // the store sees both schema revisions and every accepted write
-        assert_eq!(s(&["last-seq"]).expect(0).stdout, "6\n", "{store}");
+        assert_eq!(s(&["last-seq"]).expect(0).stdout, "5\n", "{store}");
         assert!(dir.join(&store[store.find("./").unwrap() + 2..]).exists());
     }
 }
