@@ -67,6 +67,7 @@ pub fn open_store(url: &str) -> Result<Store> {
             SqliteOptions {
                 durability,
                 retain_changes,
+                ..SqliteOptions::default()
             },
         )?)),
         "memory" if path.is_empty() => {

@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 use revstore::{Error, RetryPolicy};
 use rusqlite::ErrorCode;
 
-/// Longest total time one operation keeps retrying after SQLite reports the
-/// database busy or locked, on top of the per-statement busy timeout.
-pub(crate) const BUSY_DEADLINE: Duration = Duration::from_secs(30);
-
 /// Backoff between busy retries: SQLite's busy handler already slept, so a
 /// short jittered pause is enough to let the lock holder finish.
 const BUSY_BACKOFF: RetryPolicy = RetryPolicy {
@@ -50,21 +46,13 @@ fn is_contention(e: &rusqlite::Error) -> bool {
 }
 
 /// Runs `attempt` until it succeeds, fails for a reason other than lock
-/// contention, or [`BUSY_DEADLINE`] has passed; `context` describes the
+/// contention, or `patience` has passed; `context` describes the
 /// operation (naming the key or file) for the error.
 ///
 /// Retrying is sound because every attempt is one SQLite transaction: an
 /// attempt that failed busy, even at `COMMIT`, was rolled back and changed
 /// nothing, and the next attempt checks its conditions afresh.
 pub(crate) fn retry_busy<T>(
-    path: &Path,
-    context: impl Fn() -> String,
-    attempt: impl FnMut() -> Result<T, Failure>,
-) -> Result<T, Error> {
-    retry_busy_for(BUSY_DEADLINE, path, context, attempt)
-}
-
-fn retry_busy_for<T>(
     patience: Duration,
     path: &Path,
     context: impl Fn() -> String,
@@ -117,22 +105,27 @@ mod tests {
     #[test]
     fn busy_and_locked_are_retried_until_success() {
         let mut calls = 0;
-        let result = retry_busy(Path::new("x.db"), String::new, || {
-            calls += 1;
-            match calls {
-                1 => Err(sqlite_code(rusqlite::ffi::SQLITE_BUSY).into()),
-                2 => Err(sqlite_code(rusqlite::ffi::SQLITE_LOCKED).into()),
-                3 => Err(sqlite_code(rusqlite::ffi::SQLITE_BUSY_SNAPSHOT).into()),
-                _ => Ok(calls),
-            }
-        });
+        let result = retry_busy(
+            Duration::from_secs(30),
+            Path::new("x.db"),
+            String::new,
+            || {
+                calls += 1;
+                match calls {
+                    1 => Err(sqlite_code(rusqlite::ffi::SQLITE_BUSY).into()),
+                    2 => Err(sqlite_code(rusqlite::ffi::SQLITE_LOCKED).into()),
+                    3 => Err(sqlite_code(rusqlite::ffi::SQLITE_BUSY_SNAPSHOT).into()),
+                    _ => Ok(calls),
+                }
+            },
+        );
         assert_eq!(result.unwrap(), 4);
     }
 
     #[test]
     fn contention_past_the_deadline_is_a_backend_error_with_context() {
         let began = Instant::now();
-        let result: Result<(), Error> = retry_busy_for(
+        let result: Result<(), Error> = retry_busy(
             Duration::from_millis(50),
             Path::new("x.db"),
             || "committing models/a to x.db".to_owned(),
@@ -153,6 +146,7 @@ mod tests {
     fn other_errors_are_not_retried() {
         let mut calls = 0;
         let result: Result<(), Error> = retry_busy(
+            Duration::from_secs(30),
             Path::new("x.db"),
             || "reading".to_owned(),
             || {
@@ -164,10 +158,15 @@ mod tests {
         assert!(matches!(result, Err(Error::Backend { .. })));
 
         let mut calls = 0;
-        let result: Result<(), Error> = retry_busy(Path::new("x.db"), String::new, || {
-            calls += 1;
-            Err(sqlite_code(rusqlite::ffi::SQLITE_NOTADB).into())
-        });
+        let result: Result<(), Error> = retry_busy(
+            Duration::from_secs(30),
+            Path::new("x.db"),
+            String::new,
+            || {
+                calls += 1;
+                Err(sqlite_code(rusqlite::ffi::SQLITE_NOTADB).into())
+            },
+        );
         assert_eq!(calls, 1);
         match result {
             Err(Error::Corrupt { location, .. }) => assert_eq!(location, "x.db"),

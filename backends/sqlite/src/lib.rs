@@ -69,6 +69,7 @@ mod schema;
 pub mod testkit;
 
 use std::path::Path;
+use std::time::Duration;
 
 use revstore::{
     Change, Commit, CommitOutcome, Current, Durability, Entry, Error, Key, Record, Result,
@@ -92,6 +93,12 @@ pub struct SqliteOptions {
     /// prunings, never fewer. Handles with different settings may share a
     /// file: each prunes to its own setting when it writes.
     pub retain_changes: u64,
+    /// How long an operation waits for a database locked by another
+    /// connection or program before giving up with [`Error::Backend`]
+    /// naming the file (default 30 s). Ordinary contention between revstore
+    /// writers resolves in milliseconds; this bounds the wait on a program
+    /// that holds a lock for a long time.
+    pub lock_timeout: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -99,6 +106,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             durability: Durability::default(),
             retain_changes: DEFAULT_RETAINED_CHANGES,
+            lock_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -114,6 +122,8 @@ pub struct SqliteBackend {
     pool: Pool,
     /// [`SqliteOptions::retain_changes`].
     retain_changes: u64,
+    /// [`SqliteOptions::lock_timeout`].
+    lock_timeout: Duration,
 }
 
 /// The row of a key: its last revision and body.
@@ -164,9 +174,10 @@ impl SqliteBackend {
                     .to_owned(),
             });
         }
-        let pool = Pool::new(path.to_path_buf(), options.durability);
+        let pool = Pool::new(path.to_path_buf(), options.durability, options.lock_timeout);
         let path = pool.path();
         retry_busy(
+            options.lock_timeout,
             path,
             || format!("opening {}", path.display()),
             || {
@@ -178,6 +189,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             pool,
             retain_changes: options.retain_changes,
+            lock_timeout: options.lock_timeout,
         })
     }
 
@@ -220,6 +232,7 @@ impl revstore::StorageBackend for SqliteBackend {
     fn read(&self, key: &Key) -> Result<Option<Record>> {
         let path = self.path();
         retry_busy(
+            self.lock_timeout,
             path,
             || format!("reading {key} from {}", path.display()),
             || {
@@ -252,6 +265,7 @@ impl revstore::StorageBackend for SqliteBackend {
                 reason: format!("cannot be encoded as JSON: {e}"),
             })?;
         retry_busy(
+            self.lock_timeout,
             path,
             || format!("committing {key} to {}", path.display()),
             || {
@@ -297,6 +311,7 @@ impl revstore::StorageBackend for SqliteBackend {
     fn list(&self, collection: &str) -> Result<Vec<Entry>> {
         let path = self.path();
         retry_busy(
+            self.lock_timeout,
             path,
             || format!("listing {collection} in {}", path.display()),
             || {
@@ -315,6 +330,7 @@ impl revstore::StorageBackend for SqliteBackend {
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         let path = self.path();
         retry_busy(
+            self.lock_timeout,
             path,
             || {
                 format!(
@@ -332,6 +348,7 @@ impl revstore::StorageBackend for SqliteBackend {
     fn last_seq(&self) -> Result<u64> {
         let path = self.path();
         retry_busy(
+            self.lock_timeout,
             path,
             || format!("reading the last seq of {}", path.display()),
             || {

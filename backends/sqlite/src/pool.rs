@@ -21,15 +21,19 @@ const MAX_IDLE: usize = 8;
 pub(crate) struct Pool {
     path: PathBuf,
     durability: Durability,
+    /// Per-statement busy timeout: SQLite's own wait, within the
+    /// operation's overall lock timeout.
+    busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Pool {
     /// A pool for `path`; opens nothing yet.
-    pub(crate) fn new(path: PathBuf, durability: Durability) -> Pool {
+    pub(crate) fn new(path: PathBuf, durability: Durability, lock_timeout: Duration) -> Pool {
         Pool {
             path,
             durability,
+            busy_timeout: BUSY_TIMEOUT.min(lock_timeout),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -67,7 +71,7 @@ impl Pool {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(self.busy_timeout)?;
         // In WAL mode, NORMAL syncs only at checkpoints: a commit survives a
         // process crash but may be lost on power loss; FULL syncs the WAL on
         // every commit.
@@ -136,8 +140,16 @@ mod tests {
     #[test]
     fn durability_sets_synchronous_on_every_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let full = Pool::new(dir.path().join("a.db"), Durability::Full);
-        let relaxed = Pool::new(dir.path().join("a.db"), Durability::Relaxed);
+        let full = Pool::new(
+            dir.path().join("a.db"),
+            Durability::Full,
+            Duration::from_secs(30),
+        );
+        let relaxed = Pool::new(
+            dir.path().join("a.db"),
+            Durability::Relaxed,
+            Duration::from_secs(30),
+        );
         // 2 = FULL, 1 = NORMAL; two connections at once, so the second is new.
         let (first, second) = (full.get().unwrap(), full.get().unwrap());
         for conn in [&first, &second] {
@@ -155,7 +167,11 @@ mod tests {
     #[test]
     fn the_idle_pool_is_capped_and_skips_connections_left_in_a_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::new(dir.path().join("a.db"), Durability::Relaxed);
+        let pool = Pool::new(
+            dir.path().join("a.db"),
+            Durability::Relaxed,
+            Duration::from_secs(30),
+        );
         let many: Vec<_> = (0..MAX_IDLE + 3).map(|_| pool.get().unwrap()).collect();
         drop(many);
         assert_eq!(pool.idle().len(), MAX_IDLE);

@@ -68,6 +68,7 @@ impl TestBackend for SqliteTestBackend {
         self.location(SqliteOptions {
             durability: self.durability,
             retain_changes: retain,
+            ..SqliteOptions::default()
         })
     }
 }

@@ -14,6 +14,7 @@ fn open_with(path: &Path, retain_changes: u64) -> Store {
     let options = SqliteOptions {
         durability: Durability::Relaxed,
         retain_changes,
+        ..SqliteOptions::default()
     };
     Store::open(SqliteBackend::open_with(path, options).unwrap())
 }

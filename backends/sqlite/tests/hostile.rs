@@ -329,3 +329,56 @@ fn a_format_1_writer_still_holding_the_file_is_refused() {
         )
         .unwrap();
 }
+
+/// A program that holds the database locked for longer than the lock
+/// timeout gets a clear, typed error naming the file — after waiting that
+/// long, not at once — and the locked data is left unchanged.
+#[test]
+fn a_database_locked_for_a_long_time_is_a_backend_error_naming_the_file() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let options = revstore_sqlite::SqliteOptions {
+        lock_timeout: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let store =
+        revstore::Store::open(revstore_sqlite::SqliteBackend::open_with(&path, options).unwrap());
+    store.create("c", "k", serde_json::json!({"v": 1})).unwrap();
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let lock = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+        .unwrap();
+    let began = Instant::now();
+    let result = store.patch(
+        "c",
+        "k",
+        &revstore::Patch::Merge(serde_json::json!({"v": 2})),
+        revstore::Precondition::Any,
+    );
+    let waited = began.elapsed();
+    match &result {
+        Err(revstore::Error::Backend { context, .. }) => {
+            assert!(context.contains("store.db"), "{context}")
+        }
+        other => panic!("expected a backend error naming the file, got {other:?}"),
+    }
+    assert!(result.unwrap_err().to_string().contains("store.db"));
+    assert!(
+        waited >= Duration::from_millis(400),
+        "gave up after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(20), "waited {waited:?}");
+    drop(lock);
+    let doc = store.get("c", "k").unwrap().unwrap();
+    assert_eq!((doc.revision, &doc.body["v"]), (1, &serde_json::json!(1)));
+    // Once the other program lets go, the store works at once.
+    store
+        .patch(
+            "c",
+            "k",
+            &revstore::Patch::Merge(serde_json::json!({"v": 3})),
+            revstore::Precondition::Any,
+        )
+        .unwrap();
+}
