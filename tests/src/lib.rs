@@ -5,6 +5,16 @@
 //! Every suite follows `TESTING.md`: run generated operations on real
 //! threads and processes against a real store, record a history, and
 //! check it with [`revstore::testkit::checker::check`].
+//!
+//! Live schemas and the change feed add: a long-lived handle driven
+//! command by command ([`serve`], over a [`worker::Worker`]'s stdin and
+//! stdout), the schema race ([`schema_race`]), and feed consumers
+//! ([`follow`]).
+
+pub mod follow;
+pub mod schema_race;
+pub mod serve;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -45,6 +55,15 @@ pub const EXPECTED_FAILURES: [&str; 2] = ["invalid_patch", "patch_test_failed"];
 /// # Errors
 /// A message naming what else went wrong.
 pub fn clean(summary: &Summary) -> Result<(), String> {
+    clean_allowing(summary, &EXPECTED_FAILURES)
+}
+
+/// Whether a checked history has no write of unknown outcome and no
+/// definite error but those of kinds `expected`.
+///
+/// # Errors
+/// A message naming what else went wrong.
+pub fn clean_allowing(summary: &Summary, expected: &[&str]) -> Result<(), String> {
     if summary.indeterminate > 0 {
         return Err(format!(
             "{} writes had an unknown outcome: {summary}",
@@ -54,7 +73,7 @@ pub fn clean(summary: &Summary) -> Result<(), String> {
     if let Some(kind) = summary
         .failed
         .keys()
-        .find(|k| !EXPECTED_FAILURES.contains(&k.as_str()))
+        .find(|k| !expected.contains(&k.as_str()))
     {
         return Err(format!("unexpected {kind} errors: {summary}"));
     }
@@ -86,13 +105,25 @@ pub fn save_failed(records: &[Record], label: &str) -> Option<PathBuf> {
 /// # Errors
 /// The violation and the saved history's path, as one message.
 pub fn check_saving(records: &[Record], label: &str) -> Result<Summary, String> {
+    check_saving_allowing(records, label, &EXPECTED_FAILURES)
+}
+
+/// [`check_saving`], with the definite errors of kinds `expected` allowed.
+///
+/// # Errors
+/// The violation and the saved history's path, as one message.
+pub fn check_saving_allowing(
+    records: &[Record],
+    label: &str,
+    expected: &[&str],
+) -> Result<Summary, String> {
     let explain = |v: Violation| {
         let saved = save_failed(records, label)
             .map_or_else(|| "(not saved)".to_owned(), |p| p.display().to_string());
         format!("{label}: {v}\nhistory of {} ops: {saved}", records.len())
     };
     let summary = check(records).map_err(explain)?;
-    clean(&summary).map_err(|e| format!("{label}: {e}"))?;
+    clean_allowing(&summary, expected).map_err(|e| format!("{label}: {e}"))?;
     Ok(summary)
 }
 
@@ -111,4 +142,29 @@ pub fn run_checked(
     let location = backend.fresh();
     let records = run_on(location.as_ref(), handles, workload);
     check_saving(&records, label)
+}
+
+/// The command line of a `revstore-worker` mode with the options every
+/// multi-threaded mode shares, followed by `extra`.
+pub fn worker_args(
+    mode: &str,
+    url: &str,
+    process: u32,
+    threads: usize,
+    start_at: u64,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        mode.to_owned(),
+        "--url".to_owned(),
+        url.to_owned(),
+        "--process".to_owned(),
+        process.to_string(),
+        "--threads".to_owned(),
+        threads.to_string(),
+        "--start-at".to_owned(),
+        start_at.to_string(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
 }
