@@ -8,6 +8,7 @@ pub mod batch;
 pub mod demo;
 pub mod error;
 pub mod feed;
+pub mod fuzzing;
 pub mod ops;
 pub mod text;
 
