@@ -210,3 +210,50 @@ pub fn feed_after(store: &Store, after: u64) -> Result<Vec<FeedRecord>, String> 
         feed.extend(batch.iter().map(FeedRecord::of));
     }
 }
+
+/// A handle on `store`'s backend whose feed silently loses every change
+/// whose seq is a multiple of `every`: the broken feed the feed and
+/// cache checks must catch. (A follower never reaches a lost seq as its
+/// cursor.) Only for tests.
+pub fn lossy(store: &Store, every: u64) -> Store {
+    let backend = LossyFeed {
+        inner: std::sync::Arc::clone(store.backend()),
+        every: every.max(1),
+    };
+    Store::with_options(std::sync::Arc::new(backend), *store.options())
+}
+
+/// See [`lossy`].
+#[derive(Debug)]
+struct LossyFeed {
+    inner: std::sync::Arc<dyn revstore::StorageBackend>,
+    every: u64,
+}
+
+impl revstore::StorageBackend for LossyFeed {
+    fn kind(&self) -> &'static str {
+        "lossy-feed"
+    }
+
+    fn read(&self, key: &revstore::Key) -> revstore::Result<Option<revstore::Record>> {
+        self.inner.read(key)
+    }
+
+    fn commit(&self, commit: &revstore::Commit<'_>) -> revstore::Result<revstore::CommitOutcome> {
+        self.inner.commit(commit)
+    }
+
+    fn list(&self, collection: &str) -> revstore::Result<Vec<revstore::Entry>> {
+        self.inner.list(collection)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> revstore::Result<Vec<revstore::Change>> {
+        let mut changes = self.inner.changes_since(after, limit)?;
+        changes.retain(|c| c.seq % self.every != 0);
+        Ok(changes)
+    }
+
+    fn last_seq(&self) -> revstore::Result<u64> {
+        self.inner.last_seq()
+    }
+}

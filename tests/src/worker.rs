@@ -98,6 +98,16 @@ impl Worker {
     /// failure.
     pub fn finish(mut self, timeout: Duration) -> Vec<String> {
         self.close();
+        self.exited(timeout)
+    }
+
+    /// Waits for the worker to exit by itself, its stdin still open (at
+    /// most `timeout`), and returns the lines it printed that were not
+    /// read yet.
+    ///
+    /// # Panics
+    /// As [`finish`](Self::finish).
+    pub fn exited(mut self, timeout: Duration) -> Vec<String> {
         let status = self.wait(timeout);
         assert!(status.success(), "{}: {status}", self.label);
         let mut rest = Vec::new();

@@ -13,8 +13,10 @@
 //!    feed orders every commit, and `check_schema` proves that every
 //!    committed revision satisfies the schema current at its seq (and
 //!    every refusal is explained); the history checker proves no update
-//!    was lost. Default size per backend: 6 × 150 = 900 writes and reads
-//!    plus about 100 schema changes (memory: 4 threads × 150 in one
+//!    was lost. Writers sleep up to 1 ms between operations, so that the
+//!    schema's exclusive lock (YAML) finds gaps between their shared ones.
+//!    Default size per backend: 6 × 300 = 1 800 writes and reads plus the
+//!    schema changes made meanwhile (memory: 4 threads × 300 in one
 //!    process); `REVSTORE_SOAK=N` multiplies the steps by N.
 //! 3. **The check can fail.** Writers that never see the schema (3 × 2 ×
 //!    40 blind writes on SQLite) are caught every time; a backend that
@@ -457,7 +459,7 @@ fn check_race(location: &dyn TestLocation, race: &Race, label: &str) -> SchemaSu
 fn race_across_processes(backend_name: &str) {
     let location = backend(backend_name).fresh();
     let writes = Writes {
-        steps: 150 * soak_factor() as usize,
+        steps: 300 * soak_factor() as usize,
         docs: DOCS,
         pause: Duration::from_micros(1000),
     };
@@ -483,7 +485,7 @@ fn sqlite_no_committed_revision_breaks_the_schema_current_at_its_commit() {
 fn memory_no_committed_revision_breaks_the_schema_current_at_its_commit() {
     let location = backend("memory").fresh();
     let writes = Writes {
-        steps: 150 * soak_factor() as usize,
+        steps: 300 * soak_factor() as usize,
         docs: DOCS,
         pause: Duration::from_micros(200),
     };

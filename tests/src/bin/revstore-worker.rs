@@ -16,9 +16,9 @@
 //!   feed, recording every change and a read after each, until a
 //!   `stop <seq>` line and its cursor reaching that seq (or `--max`
 //!   changes, or the end of stdin); prints its last cursor;
-//! - `cache-read`: reads through a `CachedStore`, recording every answer,
-//!   until a `stop` line; then catches up and prints its final answer
-//!   for each key as a JSON line.
+//! - `cache-read`: prints `ready`, then from `--start-at` on reads through
+//!   a `CachedStore`, recording every answer, until a `stop` line; then
+//!   catches up and prints its final answer for each key as a JSON line.
 //!
 //! Every thread opens its own handle (as separate programs would), and all
 //! start together: at `--start-at` on the system-wide monotonic clock, so
@@ -413,6 +413,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 !done
             });
             println!("ready");
+            wait_until(common.start_at);
             let client = Client {
                 process: std::process::id(),
                 thread: 0,
