@@ -4,7 +4,7 @@
 //!    keeps a handle open (and its compiled validators cached); another
 //!    changes the schema: set, add an attribute (with a default), narrow
 //!    an enum, remove an attribute, delete. After each change the first
-//!    worker's very next write is judged by the new schema. 17 commands
+//!    worker's very next write is judged by the new schema. 18 commands
 //!    per backend (memory runs the same script on two handles).
 //! 2. **The schema race.** Three `schema-writes` processes × two threads
 //!    make random writes to three documents (declared and undeclared
