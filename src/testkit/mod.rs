@@ -11,6 +11,7 @@ use crate::Store;
 pub mod checker;
 pub mod clock;
 pub mod conformance;
+pub mod crash;
 pub mod fuzzing;
 pub mod history;
 pub mod races;
