@@ -12,6 +12,7 @@
 //! ([`follow`]).
 
 pub mod follow;
+pub mod fuzzing;
 pub mod schema_race;
 pub mod serve;
 pub mod worker;
