@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use revstore::{Change, ChangeKind, Error, Key, Result};
 
-use crate::fs::{self, FileLock, LockMode};
+use crate::fs::{FileLock, Fs, LockMode};
 use crate::log_line;
 
 /// The backend's own folder under the root; its leading `.` keeps it apart
@@ -25,6 +25,7 @@ pub const MAX_SEGMENT_CHANGES: u64 = 1024;
 /// One handle's view of the change log.
 #[derive(Debug)]
 pub struct ChangeLog {
+    fs: Fs,
     root: PathBuf,
     state_dir: PathBuf,
     segments_dir: PathBuf,
@@ -75,8 +76,8 @@ struct SegmentText {
 impl SegmentText {
     /// A segment removed since it was listed reads as empty; the caller's
     /// checks on seqs catch a gap that leaves.
-    fn read(segment: &Segment) -> Result<SegmentText> {
-        let bytes = fs::read(&segment.path)?.unwrap_or_default();
+    fn read(fs: &Fs, segment: &Segment) -> Result<SegmentText> {
+        let bytes = fs.read(&segment.path)?.unwrap_or_default();
         let complete = bytes
             .iter()
             .rposition(|&b| b == b'\n')
@@ -135,9 +136,10 @@ fn last_seq_of(segment: &Segment, text: &SegmentText) -> Result<u64> {
 impl ChangeLog {
     /// The log of the store at `root`; nothing is touched until the first
     /// commit. `retain` must be at least 1.
-    pub fn new(root: &Path, retain: u64, sync: bool) -> ChangeLog {
+    pub fn new(fs: Fs, root: &Path, retain: u64, sync: bool) -> ChangeLog {
         let state_dir = root.join(STATE_DIR);
         ChangeLog {
+            fs,
             root: root.to_owned(),
             segments_dir: state_dir.join(SEGMENTS_DIR),
             lock_path: state_dir.join(LOCK_FILE),
@@ -157,7 +159,7 @@ impl ChangeLog {
     /// The segments, oldest first; none when the folder does not exist.
     /// Files not named like a segment are not the log's and are skipped.
     fn segments(&self) -> Result<Vec<Segment>> {
-        let Some(files) = fs::list_dir(&self.segments_dir)? else {
+        let Some(files) = self.fs.list_dir(&self.segments_dir)? else {
             return Ok(Vec::new());
         };
         let mut segments = Vec::new();
@@ -196,10 +198,11 @@ impl ChangeLog {
     /// Creates the log's folders, and makes them durable once per handle
     /// (even when another handle created them).
     fn ensure_dirs(&self) -> Result<()> {
-        let created = fs::create_dir(&self.state_dir)? | fs::create_dir(&self.segments_dir)?;
+        let created =
+            self.fs.create_dir(&self.state_dir)? | self.fs.create_dir(&self.segments_dir)?;
         if self.sync && (created || !self.dirs_synced.load(Ordering::Acquire)) {
-            fs::sync_dir(&self.root)?;
-            fs::sync_dir(&self.state_dir)?;
+            self.fs.sync_dir(&self.root)?;
+            self.fs.sync_dir(&self.state_dir)?;
             self.dirs_synced.store(true, Ordering::Release);
         }
         Ok(())
@@ -213,15 +216,15 @@ impl ChangeLog {
     /// lock is always taken last.
     pub fn begin(&self) -> Result<PendingChange<'_>> {
         self.ensure_dirs()?;
-        let lock = fs::lock(&self.lock_path, LockMode::Exclusive)?;
+        let lock = self.fs.lock(&self.lock_path, LockMode::Exclusive)?;
         let mut segments = self.segments()?;
         let (last, count, len) = match segments.last() {
             None => (0, 0, 0),
             Some(newest) => {
-                let text = SegmentText::read(newest)?;
+                let text = SegmentText::read(&self.fs, newest)?;
                 let last = last_seq_of(newest, &text)?;
                 if text.is_torn() {
-                    fs::truncate(&newest.path, text.complete as u64)?;
+                    self.fs.truncate(&newest.path, text.complete as u64)?;
                 }
                 (last, text.count(), text.complete as u64)
             }
@@ -250,12 +253,12 @@ impl ChangeLog {
 
     /// The seq of the newest change, 0 when none was ever recorded.
     pub fn last_seq(&self) -> Result<u64> {
-        let Some(_lock) = fs::lock_existing(&self.lock_path, LockMode::Shared)? else {
+        let Some(_lock) = self.fs.lock_existing(&self.lock_path, LockMode::Shared)? else {
             return Ok(0);
         };
         match self.segments()?.last() {
             None => Ok(0),
-            Some(newest) => last_seq_of(newest, &SegmentText::read(newest)?),
+            Some(newest) => last_seq_of(newest, &SegmentText::read(&self.fs, newest)?),
         }
     }
 
@@ -265,7 +268,7 @@ impl ChangeLog {
     /// (a segment's lines hold consecutive seqs, which every decoded line
     /// and every segment boundary crossed confirms).
     pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
-        let Some(_lock) = fs::lock_existing(&self.lock_path, LockMode::Shared)? else {
+        let Some(_lock) = self.fs.lock_existing(&self.lock_path, LockMode::Shared)? else {
             return Ok(Vec::new());
         };
         let segments = self.segments()?;
@@ -289,7 +292,7 @@ impl ChangeLog {
             if changes.len() >= limit {
                 break;
             }
-            let text = SegmentText::read(segment)?;
+            let text = SegmentText::read(&self.fs, segment)?;
             if let Some(next) = segments.get(i + 1) {
                 check_full(segment, &text, next)?;
             }
@@ -375,9 +378,9 @@ impl PendingChange<'_> {
         })?;
         self.appended = true;
         let path = &self.segment().path;
-        let mut written = fs::append(path, &line, self.log.sync);
+        let mut written = self.log.fs.append(path, &line, self.log.sync);
         if written.is_ok() && self.rolled && self.log.sync {
-            written = fs::sync_dir(&self.log.segments_dir);
+            written = self.log.fs.sync_dir(&self.log.segments_dir);
         }
         if written.is_err() {
             self.cut_back();
@@ -395,7 +398,7 @@ impl PendingChange<'_> {
     fn cut_back(&mut self) {
         if self.appended {
             // Best effort; see `undo`.
-            let _ = fs::truncate(&self.segment().path, self.len_before);
+            let _ = self.log.fs.truncate(&self.segment().path, self.len_before);
             self.appended = false;
         }
     }
@@ -412,7 +415,7 @@ impl PendingChange<'_> {
         let keep_after = self.seq.saturating_sub(self.log.retain);
         for pair in self.segments.windows(2) {
             let (segment, next) = (&pair[0], &pair[1]);
-            if next.first - 1 > keep_after || fs::remove_file(&segment.path).is_err() {
+            if next.first - 1 > keep_after || self.log.fs.remove_file(&segment.path).is_err() {
                 break;
             }
         }
@@ -440,7 +443,12 @@ mod tests {
     fn an_undone_change_leaves_no_trace_and_its_seq_is_reused() {
         let dir = tempfile::tempdir().unwrap();
         for sync in [true, false] {
-            let log = ChangeLog::new(dir.path(), 3, sync);
+            let log = ChangeLog::new(
+                Fs::new(std::sync::Arc::new(crate::fs::RealFs)),
+                dir.path(),
+                3,
+                sync,
+            );
             let mut pending = log.begin().unwrap();
             let seq = pending.seq;
             pending.append(&key(), 1, ChangeKind::Created).unwrap();
@@ -458,7 +466,12 @@ mod tests {
     #[test]
     fn a_dropped_change_that_was_never_appended_reserves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let log = ChangeLog::new(dir.path(), 3, true);
+        let log = ChangeLog::new(
+            Fs::new(std::sync::Arc::new(crate::fs::RealFs)),
+            dir.path(),
+            3,
+            true,
+        );
         drop(log.begin().unwrap());
         assert_eq!(log.last_seq().unwrap(), 0);
         let mut pending = log.begin().unwrap();

@@ -7,6 +7,11 @@
 //! and string byte to a budget proportional to the file's size, so an alias
 //! bomb cannot expand into more memory than a few times the file itself.
 //! Nesting is bounded by `serde_yaml`'s recursion limit (128 collections).
+//!
+//! Every file written ends with a seal (see [`digest`](crate::digest));
+//! decoding tells a sealed file (revstore wrote it) from an edited one (its
+//! seal line is there but does not match) and from an unsealed one (no
+//! seal line: made by hand, or cut short).
 
 use std::cell::Cell;
 use std::fmt;
@@ -17,6 +22,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::Serialize;
 use serde_json::{Number, Value};
 
+use crate::digest;
+
 /// Deepest body this backend writes, counting the body's own mapping as 1;
 /// a deeper one is refused with [`Error::InvalidBody`].
 ///
@@ -25,17 +32,22 @@ use serde_json::{Number, Value};
 /// readable, even after a hand edit wraps a value in a few more levels.
 pub const MAX_DEPTH: usize = 100;
 
-/// How many bytes of a file [`read_header`] needs: `revision: <u64>\n` and
-/// the start of the next line.
-pub const HEADER_BYTES: usize = 64;
+/// The largest revision a file may hold: SQLite stores revisions as signed
+/// 64-bit integers, and both backends accept the same range.
+pub const MAX_REVISION: u64 = i64::MAX as u64;
 
-/// Encodes a record: `revision: N` first, then `body:` (a live document) or
-/// `deleted: true` (a tombstone).
+/// The key of the seal line, the last line of every file written.
+const DIGEST_KEY: &str = "digest";
+
+/// Encodes a record of the document `label` (`collection/name`):
+/// `revision: N` first, then `body:` (a live document) or `deleted: true`
+/// (a tombstone), then the seal line `digest: fnv1a64-…`.
 ///
 /// # Errors
-/// A reason when the body is nested deeper than [`MAX_DEPTH`] (the file
-/// could not be read back) or the YAML emitter fails.
-pub fn encode(revision: u64, body: Option<&Body>) -> Result<Vec<u8>, String> {
+/// A reason when the revision is above [`MAX_REVISION`], the body is
+/// nested deeper than [`MAX_DEPTH`] (the file could not be read back) or
+/// the YAML emitter fails.
+pub fn encode(label: &str, revision: u64, body: Option<&Body>) -> Result<Vec<u8>, String> {
     #[derive(Serialize)]
     struct Live<'a> {
         revision: u64,
@@ -45,6 +57,11 @@ pub fn encode(revision: u64, body: Option<&Body>) -> Result<Vec<u8>, String> {
     struct Tombstone {
         revision: u64,
         deleted: bool,
+    }
+    if revision > MAX_REVISION {
+        return Err(format!(
+            "revision {revision} is above the largest revision, {MAX_REVISION}"
+        ));
     }
     let text = match body {
         Some(body) => {
@@ -61,19 +78,30 @@ pub fn encode(revision: u64, body: Option<&Body>) -> Result<Vec<u8>, String> {
             deleted: true,
         }),
     };
-    text.map(String::into_bytes)
-        .map_err(|e| format!("YAML encoding failed: {e}"))
+    let mut bytes = text
+        .map(String::into_bytes)
+        .map_err(|e| format!("YAML encoding failed: {e}"))?;
+    let seal = digest::seal(label, &bytes);
+    bytes.extend_from_slice(format!("{DIGEST_KEY}: {seal}\n").as_bytes());
+    Ok(bytes)
 }
 
-/// Decodes a whole file.
+/// Decodes a whole file of the document `label` (`collection/name`).
+///
+/// The revision read is the one the file states when its seal matches; one
+/// more when the seal line is there but does not match (an edit by hand:
+/// an implicit write); and 1 for a file without a seal line that states
+/// `revision: 0` (made by hand).
 ///
 /// # Errors
 /// [`Error::Corrupt`] naming `path` for anything that is not a record of
-/// this format: not UTF-8, not YAML, empty, a missing or non-positive
+/// this format: not UTF-8, not YAML, empty, a missing or out-of-range
 /// revision, a live record without a mapping body, non-string keys,
 /// duplicate keys, non-finite or out-of-range numbers, YAML tags, unknown
-/// envelope keys, or aliases that expand past the size budget.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<Record> {
+/// envelope keys, aliases that expand past the size budget, or no seal line
+/// on a file stating a revision other than 0 (cut short, or its seal line
+/// removed by hand).
+pub fn decode(bytes: &[u8], label: &str, path: &Path) -> Result<Record> {
     let corrupt = |reason: String| Error::Corrupt {
         location: path.display().to_string(),
         reason,
@@ -84,12 +112,53 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Record> {
         return Err(corrupt("the file is empty".to_owned()));
     }
     let budget = Budget::for_input(bytes.len());
-    RecordSeed { budget: &budget }
+    let raw = RecordSeed { budget: &budget }
         .deserialize(serde_yaml::Deserializer::from_str(text))
-        .map_err(|e| corrupt(e.to_string()))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let stated = raw.revision;
+    if stated > MAX_REVISION {
+        return Err(corrupt(format!(
+            "`revision: {stated}` is above the largest revision, {MAX_REVISION}"
+        )));
+    }
+    // `None`: no seal line; `Some(false)`: one that does not match.
+    let sealed = raw.digest.as_ref().map(|value| {
+        value
+            .as_deref()
+            .is_some_and(|value| sealed_prefix(bytes, label).is_some_and(|(_, line)| line == value))
+    });
+    let revision = match sealed {
+        Some(true) if stated == 0 => {
+            return Err(corrupt(
+                "`revision: 0` in a sealed file; revisions start at 1".to_owned(),
+            ))
+        }
+        Some(true) => stated,
+        Some(false) if stated == MAX_REVISION => {
+            return Err(corrupt(format!(
+                "the file was edited by hand at the largest revision, {MAX_REVISION}, \
+                 so the edit cannot be given a revision of its own"
+            )))
+        }
+        Some(false) => stated + 1,
+        None if stated == 0 => 1,
+        None => {
+            return Err(corrupt(format!(
+                "the file has no `{DIGEST_KEY}:` line, which ends every file revstore writes: \
+                 it was cut short, or the line was removed by hand (keep the line when \
+                 editing by hand, whatever its value; a file made by hand states \
+                 `revision: 0`)"
+            )))
+        }
+    };
+    Ok(Record {
+        revision,
+        body: raw.body,
+    })
 }
 
-/// What the first line(s) of a file say, read without parsing the body.
+/// The first line of the envelope and its liveness, read without parsing
+/// YAML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// The record's revision.
@@ -98,31 +167,53 @@ pub struct Header {
     pub live: bool,
 }
 
-/// Reads the header from the first bytes of a file (`whole`: they are the
-/// entire file). `None` when they are not in exactly the shape [`encode`]
-/// writes — for example after a hand edit — and the caller must decode the
-/// whole file instead. A `Some` never contradicts what [`decode`] would say
-/// about revision and liveness, though the body below a well-formed header
-/// is not checked.
-pub fn read_header(head: &[u8], whole: bool) -> Option<Header> {
-    let rest = head.strip_prefix(b"revision: ")?;
+/// Reads the header of a sealed file in exactly the shape [`encode`]
+/// writes, without parsing its YAML. `None` for anything else — an edited
+/// or unsealed file, or a hand-made layout — which the caller must
+/// [`decode`] instead. A `Some` never contradicts what [`decode`] says
+/// about revision and liveness, though the body below it is not checked.
+pub fn scan(bytes: &[u8], label: &str) -> Option<Header> {
+    let (content, _) = sealed_prefix(bytes, label)?;
+    let rest = content.strip_prefix(b"revision: ")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let (number, rest) = rest.split_at(digits);
     if number.first() == Some(&b'0') {
         return None;
     }
     let revision: u64 = std::str::from_utf8(number).ok()?.parse().ok()?;
+    if revision > MAX_REVISION {
+        return None;
+    }
     let rest = rest.strip_prefix(b"\n")?;
-    // A tombstone is tiny, so `whole` proves nothing follows the marker;
-    // a live body must start on an indented next line or be `{}` and end.
-    let live = if rest == b"deleted: true\n" && whole {
+    let live = if rest == b"deleted: true\n" {
         false
-    } else if rest.starts_with(b"body:\n  ") || (rest == b"body: {}\n" && whole) {
+    } else if rest.starts_with(b"body:\n  ") || rest == b"body: {}\n" {
         true
     } else {
         return None;
     };
     Some(Header { revision, live })
+}
+
+/// When the file's last line is a seal in the written form
+/// (`digest: fnv1a64-` and 16 hex digits, a newline or the end of the file
+/// after it) and matches the bytes before it: those bytes and the seal.
+fn sealed_prefix<'a>(bytes: &'a [u8], label: &str) -> Option<(&'a [u8], &'a str)> {
+    let without_newline = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let start = without_newline
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let (content, line) = without_newline.split_at(start);
+    let value = line
+        .strip_prefix(DIGEST_KEY.as_bytes())?
+        .strip_prefix(b": ")?;
+    let value = std::str::from_utf8(value).ok()?;
+    let hex = value.strip_prefix(digest::PREFIX)?;
+    if hex.len() != digest::HEX_DIGITS {
+        return None;
+    }
+    (digest::seal(label, content) == value).then_some((content, value))
 }
 
 /// Whether a body nests containers deeper than `max` (the body being 1),
@@ -178,43 +269,57 @@ impl Budget {
     }
 }
 
+/// The envelope as the file states it, before the seal is checked.
+struct RawRecord {
+    /// The stated revision (0 allowed: a file made by hand).
+    revision: u64,
+    body: Option<Body>,
+    /// `None`: no seal line; `Some(None)`: a seal that is not a string.
+    digest: Option<Option<String>>,
+}
+
 struct RecordSeed<'b> {
     budget: &'b Budget,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
-    type Value = Record;
+    type Value = RawRecord;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawRecord, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for RecordSeed<'_> {
-    type Value = Record;
+    type Value = RawRecord;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping with `revision` and `body` (or `deleted: true`)")
+        f.write_str(
+            "a mapping with `revision` and `body` (or `deleted: true`); \
+             content made by hand goes under `body:`, after `revision: 0`",
+        )
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Record, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<RawRecord, E> {
         Err(E::custom(
             "the file holds no record (an empty or null document)",
         ))
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Record, E> {
+    fn visit_none<E: de::Error>(self) -> Result<RawRecord, E> {
         self.visit_unit()
     }
 
-    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<Record, A::Error> {
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<RawRecord, A::Error> {
         Err(tag_error())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecord, A::Error> {
         let mut revision: Option<u64> = None;
         let mut deleted: Option<bool> = None;
         let mut body: Option<Value> = None;
+        let mut digest: Option<Option<String>> = None;
+        let mut unknown: Vec<String> = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed {
             budget: self.budget,
         })? {
@@ -228,42 +333,66 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                         budget: self.budget,
                     })?)
                     .is_some(),
-                other => {
-                    return Err(de::Error::custom(format_args!(
-                        "unknown key {other:?} (a record has `revision`, `body` and `deleted`)"
-                    )))
+                DIGEST_KEY => digest.replace(map.next_value_seed(DigestSeed)?).is_some(),
+                _ => {
+                    // Read on, to tell a body without its envelope from an
+                    // envelope with a stray key.
+                    map.next_value_seed(ValueSeed {
+                        budget: self.budget,
+                    })?;
+                    unknown.push(key.clone());
+                    false
                 }
             };
             if duplicate {
                 return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
             }
         }
+        if revision.is_none() && body.is_none() && deleted.is_none() {
+            return Err(de::Error::custom(
+                "the file has no envelope (no `revision` or `body` key): a document \
+                 file is `revision: N` then its content under `body:`; to add one by \
+                 hand, write `revision: 0` and indent the content under `body:`",
+            ));
+        }
+        if let Some(other) = unknown.first() {
+            return Err(de::Error::custom(format_args!(
+                "unknown key {other:?} (a record has `revision`, `body`, `deleted` \
+                 and `{DIGEST_KEY}`)"
+            )));
+        }
         let revision =
             revision.ok_or_else(|| de::Error::custom("the `revision` key is missing"))?;
-        match (deleted.unwrap_or(false), body) {
-            (true, None) => Ok(Record {
-                revision,
-                body: None,
-            }),
-            (true, Some(_)) => Err(de::Error::custom(
-                "a record with `deleted: true` must not have a `body`",
-            )),
-            (false, None) => Err(de::Error::custom(
-                "the `body` key is missing (and the record is not `deleted: true`)",
-            )),
-            (false, Some(Value::Object(body))) => Ok(Record {
-                revision,
-                body: Some(body),
-            }),
-            (false, Some(other)) => Err(de::Error::custom(format_args!(
-                "`body` must be a mapping, not {}",
-                revstore::value_kind(&other)
-            ))),
-        }
+        let body = match (deleted.unwrap_or(false), body) {
+            (true, None) => None,
+            (true, Some(_)) => {
+                return Err(de::Error::custom(
+                    "a record with `deleted: true` must not have a `body`",
+                ))
+            }
+            (false, None) => {
+                return Err(de::Error::custom(
+                    "the `body` key is missing (and the record is not `deleted: true`)",
+                ))
+            }
+            (false, Some(Value::Object(body))) => Some(body),
+            (false, Some(other)) => {
+                return Err(de::Error::custom(format_args!(
+                    "`body` must be a mapping, not {}",
+                    revstore::value_kind(&other)
+                )))
+            }
+        };
+        Ok(RawRecord {
+            revision,
+            body,
+            digest,
+        })
     }
 }
 
-/// A revision: a plain integer >= 1, nothing that merely converts to one.
+/// A stated revision: a plain non-negative integer, nothing that merely
+/// converts to one. (Its range is checked once the seal is known.)
 struct RevisionSeed;
 
 impl<'de> DeserializeSeed<'de> for RevisionSeed {
@@ -278,14 +407,71 @@ impl<'de> Visitor<'de> for RevisionSeed {
     type Value = u64;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("`revision` to be an integer >= 1")
+        f.write_str("`revision` to be an integer >= 0")
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        if v == 0 {
-            return Err(E::custom("`revision` must be >= 1, found 0"));
-        }
         Ok(v)
+    }
+}
+
+/// The seal's value: any scalar (a string when written by revstore; a
+/// hand edit may leave anything there, which simply does not match).
+struct DigestSeed;
+
+impl<'de> DeserializeSeed<'de> for DigestSeed {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DigestSeed {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`digest` to be a single value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        Ok(Some(v.to_owned()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<Option<String>, A::Error> {
+        Err(tag_error())
     }
 }
 
@@ -460,8 +646,15 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    const LABEL: &str = "models/orders";
+
     fn path() -> &'static Path {
         Path::new("/store/models/orders.yaml")
+    }
+
+    /// `text` with the seal revstore would write after it.
+    fn sealed(text: &str) -> Vec<u8> {
+        format!("{text}digest: {}\n", digest::seal(LABEL, text.as_bytes())).into_bytes()
     }
 
     fn body(value: Value) -> Body {
@@ -472,14 +665,14 @@ mod tests {
     }
 
     fn round_trip(b: &Body) -> Record {
-        let bytes = encode(7, Some(b)).unwrap();
-        decode(&bytes, path()).unwrap_or_else(|e| {
+        let bytes = encode(LABEL, 7, Some(b)).unwrap();
+        decode(&bytes, LABEL, path()).unwrap_or_else(|e| {
             panic!("{e}\n---\n{}", String::from_utf8_lossy(&bytes));
         })
     }
 
     fn corrupt_reason(text: &[u8]) -> String {
-        match decode(text, path()) {
+        match decode(text, LABEL, path()) {
             Err(Error::Corrupt { location, reason }) => {
                 assert_eq!(location, path().display().to_string());
                 reason
@@ -494,19 +687,113 @@ mod tests {
     #[test]
     fn live_record_format_is_the_documented_one() {
         let b = body(json!({"description": "All orders", "joins": ["customers"]}));
-        let text = String::from_utf8(encode(3, Some(&b)).unwrap()).unwrap();
+        let text = String::from_utf8(encode(LABEL, 3, Some(&b)).unwrap()).unwrap();
+        let content = "revision: 3\nbody:\n  description: All orders\n  joins:\n  - customers\n";
+        // The seal is FNV-1a 64 of the key, a newline and the content.
+        let hash = digest::fnv1a64(&[b"models/orders\n", content.as_bytes()]);
+        assert_eq!(text, format!("{content}digest: fnv1a64-{hash:016x}\n"));
         assert_eq!(
-            text,
-            "revision: 3\nbody:\n  description: All orders\n  joins:\n  - customers\n"
+            String::from_utf8(encode(LABEL, 4, None).unwrap()).unwrap(),
+            String::from_utf8(sealed("revision: 4\ndeleted: true\n")).unwrap()
         );
         assert_eq!(
-            String::from_utf8(encode(4, None).unwrap()).unwrap(),
-            "revision: 4\ndeleted: true\n"
+            String::from_utf8(encode(LABEL, 1, Some(&Body::new())).unwrap()).unwrap(),
+            String::from_utf8(sealed("revision: 1\nbody: {}\n")).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_crate_docs_examples_are_what_encode_writes() {
+        let b = body(json!({"description": "All orders", "joins": ["customers"]}));
+        assert_eq!(
+            String::from_utf8(encode(LABEL, 3, Some(&b)).unwrap()).unwrap(),
+            "revision: 3\nbody:\n  description: All orders\n  joins:\n  - customers\n\
+             digest: fnv1a64-1c7e67eb0e65a6ae\n"
         );
         assert_eq!(
-            String::from_utf8(encode(1, Some(&Body::new())).unwrap()).unwrap(),
-            "revision: 1\nbody: {}\n"
+            String::from_utf8(encode(LABEL, 4, None).unwrap()).unwrap(),
+            "revision: 4\ndeleted: true\ndigest: fnv1a64-4dadf5d6aa37a29b\n"
         );
+    }
+
+    #[test]
+    fn revisions_above_i64_max_are_refused_on_both_sides() {
+        assert!(encode(LABEL, MAX_REVISION, None).is_ok());
+        let reason = encode(LABEL, MAX_REVISION + 1, None).unwrap_err();
+        assert!(reason.contains("largest revision"), "{reason}");
+        let max = sealed(&format!("revision: {MAX_REVISION}\ndeleted: true\n"));
+        assert_eq!(decode(&max, LABEL, path()).unwrap().revision, MAX_REVISION);
+        for text in [
+            sealed(&format!("revision: {}\ndeleted: true\n", MAX_REVISION + 1)),
+            sealed(&format!("revision: {}\nbody: {{}}\n", u64::MAX)),
+            format!(
+                "revision: {}\nbody: {{}}\ndigest: edited\n",
+                MAX_REVISION + 1
+            )
+            .into_bytes(),
+        ] {
+            assert!(corrupt_reason(&text).contains("largest revision"));
+        }
+        // A hand edit at the largest revision has no next one to take.
+        let edited = format!("revision: {MAX_REVISION}\nbody: {{}}\ndigest: edited\n");
+        assert!(corrupt_reason(edited.as_bytes()).contains("largest revision"));
+    }
+
+    #[test]
+    fn seals_tell_written_edited_and_hand_made_files_apart() {
+        let b = body(json!({"a": 1}));
+        let written = encode(LABEL, 3, Some(&b)).unwrap();
+        assert_eq!(decode(&written, LABEL, path()).unwrap().revision, 3);
+        // The same file under another key is a copy made by hand.
+        assert_eq!(
+            decode(&written, "models/other", path()).unwrap().revision,
+            4
+        );
+        // Any change to the bytes, even a comment, is an edit: one revision more.
+        let text = String::from_utf8(written.clone()).unwrap();
+        for edited in [
+            text.replace("a: 1", "a: 2"),
+            text.replace("body:", "# a note\nbody:"),
+            text.replace("revision: 3", "revision: 5"),
+            text.replace("\n", "\r\n"),
+            format!("{text}# trailing comment\n"),
+        ] {
+            let record = decode(edited.as_bytes(), LABEL, path()).unwrap();
+            let stated = if edited.contains("revision: 5") { 5 } else { 3 };
+            assert_eq!(record.revision, stated + 1, "{edited:?}");
+        }
+        // A seal line whose value is anything at all marks a hand edit.
+        for seal in [
+            "edited",
+            "",
+            "~",
+            "12",
+            "true",
+            "fnv1a64-0000000000000000",
+            "fnv1a64-12ab",
+        ] {
+            let text = format!("revision: 3\nbody:\n  a: 1\ndigest: {seal}\n");
+            assert_eq!(
+                decode(text.as_bytes(), LABEL, path()).unwrap().revision,
+                4,
+                "{seal:?}"
+            );
+        }
+        // The seal need not end in a newline (an editor may drop it).
+        let trimmed = &written[..written.len() - 1];
+        assert_eq!(decode(trimmed, LABEL, path()).unwrap().revision, 3);
+        // A file made by hand states revision 0 and reads as revision 1.
+        let hand = decode(b"revision: 0\nbody:\n  a: 1\n", LABEL, path()).unwrap();
+        assert_eq!((hand.revision, hand.body), (1, Some(b.clone())));
+        let hand = decode(b"revision: 0\ndeleted: true\n", LABEL, path()).unwrap();
+        assert_eq!((hand.revision, hand.body), (1, None));
+        // Without a seal line, any other revision is a file cut short (or
+        // whose seal line was removed): refused, never taken as a body.
+        let cut = &written[..text.find("digest").unwrap()];
+        assert!(corrupt_reason(cut).contains("no `digest:` line"));
+        assert!(corrupt_reason(b"revision: 2\nbody: {}\n").contains("revision: 0"));
+        // Revision 0 with a valid seal is not something revstore writes.
+        assert!(corrupt_reason(&sealed("revision: 0\nbody: {}\n")).contains("start at 1"));
     }
 
     #[test]
@@ -653,8 +940,8 @@ mod tests {
         #[test]
         fn arbitrary_bodies_round_trip(pairs in prop::collection::vec((any::<String>(), arb_value()), 0..8)) {
             let b: Body = pairs.into_iter().collect();
-            let bytes = encode(1, Some(&b)).unwrap();
-            let decoded = decode(&bytes, path());
+            let bytes = encode(LABEL, 1, Some(&b)).unwrap();
+            let decoded = decode(&bytes, LABEL, path());
             prop_assert!(decoded.is_ok(), "{decoded:?}\n{}", String::from_utf8_lossy(&bytes));
             prop_assert_eq!(decoded.unwrap().body, Some(b));
         }
@@ -662,9 +949,9 @@ mod tests {
 
     #[test]
     fn tombstones_round_trip() {
-        let bytes = encode(9, None).unwrap();
+        let bytes = encode(LABEL, 9, None).unwrap();
         assert_eq!(
-            decode(&bytes, path()).unwrap(),
+            decode(&bytes, LABEL, path()).unwrap(),
             Record {
                 revision: 9,
                 body: None
@@ -674,21 +961,21 @@ mod tests {
 
     #[test]
     fn hand_edited_files_decode() {
-        let text = "# edited by hand\nbody: {b: 1, a: [x, 'y']}\nrevision: 2\n";
-        let record = decode(text.as_bytes(), path()).unwrap();
-        assert_eq!(record.revision, 2);
+        let text = "# edited by hand\nbody: {b: 1, a: [x, 'y']}\nrevision: 2\ndigest: x\n";
+        let record = decode(text.as_bytes(), LABEL, path()).unwrap();
+        assert_eq!(record.revision, 3);
         assert_eq!(
             Value::Object(record.body.unwrap()),
             json!({"b": 1, "a": ["x", "y"]})
         );
-        let text = "revision: 5\ndeleted: false\nbody:\n  defaults: &d {x: 1}\n  copy: *d\n";
-        let record = decode(text.as_bytes(), path()).unwrap();
+        let text = "revision: 0\ndeleted: false\nbody:\n  defaults: &d {x: 1}\n  copy: *d\n";
+        let record = decode(text.as_bytes(), LABEL, path()).unwrap();
         assert_eq!(
             Value::Object(record.body.unwrap()),
             json!({"defaults": {"x": 1}, "copy": {"x": 1}})
         );
         // Core-schema tags resolve as YAML defines them.
-        let record = decode(b"revision: 1\nbody:\n  a: !!str 123\n", path()).unwrap();
+        let record = decode(b"revision: 0\nbody:\n  a: !!str 123\n", LABEL, path()).unwrap();
         assert_eq!(record.body.unwrap()["a"], json!("123"));
     }
 
@@ -705,16 +992,21 @@ mod tests {
             (b"just a string\n", "mapping"),
             (b"- revision: 1\n", "mapping"),
             (b"body:\n  a: 1\n", "`revision` key is missing"),
-            (b"revision: 0\nbody: {}\n", ">= 1"),
-            (b"revision: -1\nbody: {}\n", "integer >= 1"),
-            (b"revision: 1.0\nbody: {}\n", "integer >= 1"),
-            (b"revision: '3'\nbody: {}\n", "integer >= 1"),
-            (b"revision: three\nbody: {}\n", "integer >= 1"),
+            (b"revision: -1\nbody: {}\n", "integer >= 0"),
+            (b"revision: 1.0\nbody: {}\n", "integer >= 0"),
+            (b"revision: '3'\nbody: {}\n", "integer >= 0"),
+            (b"revision: three\nbody: {}\n", "integer >= 0"),
             (
                 b"revision: 18446744073709551616\nbody: {}\n",
-                "integer >= 1",
+                "integer >= 0",
             ),
-            (b"revision:\nbody: {}\n", "integer >= 1"),
+            (b"revision:\nbody: {}\n", "integer >= 0"),
+            (b"a: 1\nb: [2]\n", "no envelope"),
+            (b"revision: 1\nbody: {}\ndigest: [x]\n", "single value"),
+            (
+                b"revision: 1\nbody: {}\ndigest: a\ndigest: b\n",
+                "duplicate key",
+            ),
             (b"revision: 1\n", "`body` key is missing"),
             (b"revision: 1\ndeleted: false\n", "`body` key is missing"),
             (b"revision: 1\ndeleted: yes\n", "`true` or `false`"),
@@ -780,7 +1072,7 @@ mod tests {
     fn an_overflowing_float_is_a_string_not_infinity() {
         // YAML 1.2 core schema: `1e999` is not a representable float, so it
         // is a plain string, never a non-finite number.
-        let record = decode(b"revision: 1\nbody: {a: 1e999}\n", path()).unwrap();
+        let record = decode(b"revision: 0\nbody: {a: 1e999}\n", LABEL, path()).unwrap();
         assert_eq!(record.body.unwrap()["a"], json!("1e999"));
     }
 
@@ -843,73 +1135,59 @@ mod tests {
         let ok = body(json!({ "a": v.clone() }));
         assert_eq!(round_trip(&ok).body.unwrap(), ok);
         let too_deep = body(json!({ "a": [v] }));
-        let reason = encode(1, Some(&too_deep)).unwrap_err();
+        let reason = encode(LABEL, 1, Some(&too_deep)).unwrap_err();
         assert!(reason.contains("deeper than"), "{reason}");
     }
 
     #[test]
-    fn header_reads_what_encode_writes() {
+    fn scan_reads_what_encode_writes() {
         let b = body(json!({"a": 1}));
-        for (bytes, expected) in [
+        for (bytes, revision, live) in [
+            (encode(LABEL, 3, Some(&b)).unwrap(), 3, true),
             (
-                encode(3, Some(&b)).unwrap(),
-                Header {
-                    revision: 3,
-                    live: true,
-                },
+                encode(LABEL, MAX_REVISION, Some(&b)).unwrap(),
+                MAX_REVISION,
+                true,
             ),
-            (
-                encode(u64::MAX, Some(&b)).unwrap(),
-                Header {
-                    revision: u64::MAX,
-                    live: true,
-                },
-            ),
-            (
-                encode(1, Some(&Body::new())).unwrap(),
-                Header {
-                    revision: 1,
-                    live: true,
-                },
-            ),
-            (
-                encode(4, None).unwrap(),
-                Header {
-                    revision: 4,
-                    live: false,
-                },
-            ),
+            (encode(LABEL, 1, Some(&Body::new())).unwrap(), 1, true),
+            (encode(LABEL, 4, None).unwrap(), 4, false),
         ] {
-            let whole = bytes.len() <= HEADER_BYTES;
-            let head = &bytes[..bytes.len().min(HEADER_BYTES)];
-            assert_eq!(read_header(head, whole), Some(expected));
+            assert_eq!(scan(&bytes, LABEL), Some(Header { revision, live }));
+            // Under another key the seal does not match.
+            assert_eq!(scan(&bytes, "models/other"), None);
         }
     }
 
     #[test]
-    fn header_defers_anything_unusual_to_a_full_decode() {
-        for (head, whole) in [
-            (&b"revision: 03\nbody:\n  a: 1\n"[..], true),
-            (b"revision: 0\nbody:\n  a: 1\n", true),
-            (b"revision: 99999999999999999999\nbody:\n  a: 1\n", true),
-            (b"revision: 3\r\nbody:\n  a: 1\n", true),
-            (b"revision:  3\nbody:\n  a: 1\n", true),
-            (b"revision: 3 # note\nbody:\n  a: 1\n", true),
-            (b"body:\n  a: 1\nrevision: 3\n", true),
-            (b"revision: 3\ndeleted: true\nbody: {}\n", true),
-            (b"revision: 3\ndeleted: true\n", false),
-            (b"revision: 3\nbody: {}\nextra: 1\n", true),
-            (b"revision: 3\nbody:\n", true),
-            (b"revision: 3\nbody: [1]\n", true),
-            (b"revision: 3\n", true),
-            (b"", true),
+    fn scan_defers_anything_unusual_to_a_full_decode() {
+        for text in [
+            "revision: 03\nbody:\n  a: 1\n",
+            "revision: 0\nbody:\n  a: 1\n",
+            "revision: 99999999999999999999\nbody:\n  a: 1\n",
+            "revision: 9223372036854775808\nbody:\n  a: 1\n",
+            "revision: 3\r\nbody:\n  a: 1\n",
+            "revision:  3\nbody:\n  a: 1\n",
+            "revision: 3 # note\nbody:\n  a: 1\n",
+            "body:\n  a: 1\nrevision: 3\n",
+            "revision: 3\ndeleted: true\nbody: {}\n",
+            "revision: 3\ndeleted: true\n# note\n",
+            "revision: 3\nbody:\n",
+            "revision: 3\nbody: [1]\n",
+            "revision: 3\n",
+            "",
         ] {
-            assert_eq!(
-                read_header(head, whole),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
+            assert_eq!(scan(&sealed(text), LABEL), None, "{text:?}");
+        }
+        // Unsealed or edited files are never scanned.
+        let written = encode(LABEL, 3, Some(&body(json!({"a": 1})))).unwrap();
+        let text = String::from_utf8(written).unwrap();
+        for other in [
+            text.replace("a: 1", "a: 2"),
+            text[..text.find("digest").unwrap()].to_owned(),
+            text.replace("digest: fnv1a64-", "digest:  fnv1a64-"),
+            format!("{text}\n"),
+        ] {
+            assert_eq!(scan(other.as_bytes(), LABEL), None, "{other:?}");
         }
     }
 }

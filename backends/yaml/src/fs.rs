@@ -1,42 +1,64 @@
-//! Every filesystem call the backend makes, in one place: the seam where
-//! faults can be injected, and the one spot that turns an operating-system
-//! error into [`Error::Io`] naming the step and the path.
+//! Every filesystem call the backend makes, in one place.
+//!
+//! [`FileSystem`] is the seam: a handful of primitive operations, each one
+//! dynamic call, with [`RealFs`] (the operating system) as the only
+//! production implementation. Tests wrap it to fail any single step or to
+//! record every operation for a simulated power loss (see the `testkit`
+//! feature). [`Fs`] sits on top and is the one spot that turns an
+//! operating-system error into [`Error::Io`] naming the step and the path.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use revstore::{Error, Result};
 
-/// Reads a whole file; `None` when it (or its folder) does not exist.
-pub fn read(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, e)),
-    }
-}
-
-/// Reads at most `limit` bytes from the start of a file, and whether they
-/// are the whole file; `None` when it does not exist.
-pub fn read_head(path: &Path, limit: usize) -> Result<Option<(Vec<u8>, bool)>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("open", path, e)),
-    };
-    let mut head = Vec::with_capacity(limit + 1);
-    // One byte past the limit tells whether anything follows.
-    let cap = u64::try_from(limit + 1).unwrap_or(u64::MAX);
-    file.take(cap)
-        .read_to_end(&mut head)
-        .map_err(|e| Error::io("read", path, e))?;
-    let whole = head.len() <= limit;
-    head.truncate(limit);
-    Ok(Some((head, whole)))
+/// The primitive filesystem operations of the YAML backend.
+///
+/// Implementations must behave like the operating system's calls named in
+/// each method: the backend's atomicity and durability arguments rest on
+/// those semantics (an atomic `rename`, `flock` locks that belong to the
+/// open file, `fsync` that reports write-back failures).
+pub trait FileSystem: Send + Sync + fmt::Debug {
+    /// Reads a whole file (`NotFound` when it or its folder is missing).
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Whether a path is a folder, following symbolic links.
+    fn is_dir(&self, path: &Path) -> io::Result<bool>;
+    /// Lists a folder's entries (not `.` and `..`).
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Creates one folder (`AlreadyExists` when it exists).
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    /// Flushes a folder's entries (created, renamed, removed files) to
+    /// stable storage.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Opens a lock file for reading and writing, creating it when `create`
+    /// (never truncating it).
+    fn open_lock_file(&self, path: &Path, create: bool) -> io::Result<File>;
+    /// Blocks until `file` is `flock`ed in `mode`.
+    fn lock(&self, file: &File, path: &Path, mode: LockMode) -> io::Result<()>;
+    /// Creates a new, empty file for writing (`AlreadyExists` when the name
+    /// is taken), with mode `0666` before the umask.
+    fn create_new(&self, path: &Path) -> io::Result<File>;
+    /// Opens a file for appending, creating it when missing.
+    fn open_append(&self, path: &Path) -> io::Result<File>;
+    /// Writes all of `bytes` to `file` (opened by this file system from
+    /// `path`) at its current position.
+    fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Flushes `file`'s data and the metadata needed to read it back
+    /// (`fdatasync`), reporting any write-back failure.
+    fn sync_data(&self, file: &File, path: &Path) -> io::Result<()>;
+    /// Renames `from` over `to` atomically (both in one folder).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Cuts a file down to `len` bytes.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Removes a file (`NotFound` when it is missing).
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
 }
 
 /// One entry of a folder listing.
+#[derive(Debug, Clone)]
 pub struct DirEntry {
     /// The entry's file name.
     pub file_name: std::ffi::OsString,
@@ -44,65 +66,6 @@ pub struct DirEntry {
     pub path: PathBuf,
     /// Whether it is a folder (symbolic links are followed).
     pub is_dir: bool,
-}
-
-/// Lists a folder; `None` when it does not exist.
-pub fn list_dir(path: &Path) -> Result<Option<Vec<DirEntry>>> {
-    let entries = match std::fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("list folder", path, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list folder", path, e))?;
-        let entry_path = entry.path();
-        let file_type = entry
-            .file_type()
-            .map_err(|e| Error::io("stat", &entry_path, e))?;
-        let is_dir = if file_type.is_symlink() {
-            std::fs::metadata(&entry_path).is_ok_and(|m| m.is_dir())
-        } else {
-            file_type.is_dir()
-        };
-        out.push(DirEntry {
-            file_name: entry.file_name(),
-            path: entry_path,
-            is_dir,
-        });
-    }
-    Ok(Some(out))
-}
-
-/// Whether a path exists and is a folder (`None`: it does not exist).
-pub fn is_dir(path: &Path) -> Result<Option<bool>> {
-    match std::fs::metadata(path) {
-        Ok(meta) => Ok(Some(meta.is_dir())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("stat", path, e)),
-    }
-}
-
-/// Creates a folder; `true` if this call created it, `false` if it existed.
-pub fn create_dir(path: &Path) -> Result<bool> {
-    match std::fs::create_dir(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::io("create folder", path, e)),
-    }
-}
-
-/// Flushes a folder's entries (created, renamed files) to stable storage.
-pub fn sync_dir(path: &Path) -> Result<()> {
-    // An empty parent of a relative path is the current folder.
-    let path = if path.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        path
-    };
-    File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| Error::io("fsync folder", path, e))
 }
 
 /// How a lock file is locked.
@@ -114,140 +77,318 @@ pub enum LockMode {
     Exclusive,
 }
 
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+impl FileSystem for RealFs {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        std::fs::metadata(path).map(|m| m.is_dir())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            let entry_path = entry.path();
+            let file_type = entry.file_type()?;
+            let is_dir = if file_type.is_symlink() {
+                std::fs::metadata(&entry_path).is_ok_and(|m| m.is_dir())
+            } else {
+                file_type.is_dir()
+            };
+            out.push(DirEntry {
+                file_name: entry.file_name(),
+                path: entry_path,
+                is_dir,
+            });
+        }
+        Ok(out)
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn open_lock_file(&self, path: &Path, create: bool) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)
+    }
+
+    fn lock(&self, file: &File, _path: &Path, mode: LockMode) -> io::Result<()> {
+        loop {
+            // Fully qualified: newer std has inherent `File` lock methods too.
+            let locked = match mode {
+                LockMode::Shared => fs2::FileExt::lock_shared(file),
+                LockMode::Exclusive => fs2::FileExt::lock_exclusive(file),
+            };
+            match locked {
+                // A signal interrupted the wait; waiting again is harmless.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        // A human-editable document gets the usual mode (the umask applies).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o666);
+        options.open(path)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().append(true).create(true).open(path)
+    }
+
+    fn write(&self, file: &mut File, _path: &Path, bytes: &[u8]) -> io::Result<()> {
+        file.write_all(bytes)
+    }
+
+    fn sync_data(&self, file: &File, _path: &Path) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        OpenOptions::new().write(true).open(path)?.set_len(len)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+}
+
+/// A [`FileSystem`] with the backend's error handling: every failure is an
+/// [`Error::Io`] naming the step and the path; "not found" is an answer
+/// where the caller expects it.
+#[derive(Debug, Clone)]
+pub struct Fs(Arc<dyn FileSystem>);
+
 /// A held lock; released when dropped (closing its own file description).
 #[derive(Debug)]
 pub struct FileLock {
     _file: File,
 }
 
-/// Opens (creating if needed) a lock file and blocks until it is locked.
-///
-/// The file is opened afresh on every call because `flock` locks belong to
-/// the open file description: two threads locking one shared `File` would
-/// not exclude each other.
-pub fn lock(path: &Path, mode: LockMode) -> Result<FileLock> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io("open lock file", path, e))?;
-    lock_file(file, path, mode)
+/// The hidden file a commit stages the new content of `target` in:
+/// `.<name>.yaml.tmp` next to it. One fixed name per document: only the
+/// holder of the document's exclusive lock writes it, so any such file
+/// found by that holder is debris of a writer that crashed, and replacing
+/// it is the clean-up.
+pub fn staging_path(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    target.with_file_name(format!(".{name}.tmp"))
 }
 
-/// Like [`lock`] but never creates the lock file: `None` when it (or its
-/// folder) does not exist, so a reader leaves the folder untouched.
-pub fn lock_existing(path: &Path, mode: LockMode) -> Result<Option<FileLock>> {
-    match File::open(path) {
-        Ok(file) => lock_file(file, path, mode).map(Some),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("open lock file", path, e)),
+impl Fs {
+    /// Wraps a file system.
+    pub fn new(fs: Arc<dyn FileSystem>) -> Fs {
+        Fs(fs)
     }
-}
 
-fn lock_file(file: File, path: &Path, mode: LockMode) -> Result<FileLock> {
-    loop {
-        // Fully qualified: newer std has inherent `File` lock methods too.
-        let locked = match mode {
-            LockMode::Shared => fs2::FileExt::lock_shared(&file),
-            LockMode::Exclusive => fs2::FileExt::lock_exclusive(&file),
+    /// Reads a whole file; `None` when it (or its folder) does not exist.
+    pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        match self.0.read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", path, e)),
+        }
+    }
+
+    /// Lists a folder; `None` when it does not exist.
+    pub fn list_dir(&self, path: &Path) -> Result<Option<Vec<DirEntry>>> {
+        match self.0.list_dir(path) {
+            Ok(entries) => Ok(Some(entries)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("list folder", path, e)),
+        }
+    }
+
+    /// Whether a path exists and is a folder (`None`: it does not exist).
+    pub fn is_dir(&self, path: &Path) -> Result<Option<bool>> {
+        match self.0.is_dir(path) {
+            Ok(is_dir) => Ok(Some(is_dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", path, e)),
+        }
+    }
+
+    /// Creates a folder; `true` if this call created it, `false` if it
+    /// existed.
+    pub fn create_dir(&self, path: &Path) -> Result<bool> {
+        match self.0.create_dir(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io("create folder", path, e)),
+        }
+    }
+
+    /// Flushes a folder's entries to stable storage.
+    pub fn sync_dir(&self, path: &Path) -> Result<()> {
+        // An empty parent of a relative path is the current folder.
+        let path = if path.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            path
         };
-        match locked {
-            Ok(()) => return Ok(FileLock { _file: file }),
-            // A signal interrupted the wait; waiting again is harmless.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("lock", path, e)),
+        self.0
+            .sync_dir(path)
+            .map_err(|e| Error::io("fsync folder", path, e))
+    }
+
+    /// Opens (creating if needed) a lock file and blocks until it is
+    /// locked.
+    ///
+    /// The file is opened afresh on every call because `flock` locks belong
+    /// to the open file description: two threads locking one shared `File`
+    /// would not exclude each other.
+    pub fn lock(&self, path: &Path, mode: LockMode) -> Result<FileLock> {
+        let file = self
+            .0
+            .open_lock_file(path, true)
+            .map_err(|e| Error::io("open lock file", path, e))?;
+        self.lock_file(file, path, mode)
+    }
+
+    /// Like [`lock`](Fs::lock) but never creates the lock file: `None` when
+    /// it (or its folder) does not exist, so a reader leaves the folder
+    /// untouched.
+    pub fn lock_existing(&self, path: &Path, mode: LockMode) -> Result<Option<FileLock>> {
+        match self.0.open_lock_file(path, false) {
+            Ok(file) => self.lock_file(file, path, mode).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open lock file", path, e)),
+        }
+    }
+
+    fn lock_file(&self, file: File, path: &Path, mode: LockMode) -> Result<FileLock> {
+        self.0
+            .lock(&file, path, mode)
+            .map_err(|e| Error::io("lock", path, e))?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// Writes `bytes` to the staging file of `target` (see
+    /// [`staging_path`]) and fsyncs it (`sync`), ready to be renamed over
+    /// `target` by [`StagedFile::rename_over`]. The caller must hold the
+    /// document's exclusive lock: a staging file already there is debris
+    /// and is replaced. A failed fsync is reported, never retried: Linux
+    /// may drop the dirty pages, so a retry could "succeed" without the
+    /// data.
+    pub fn stage(&self, target: &Path, bytes: &[u8], sync: bool) -> Result<StagedFile<'_>> {
+        let temp = staging_path(target);
+        let mut file = match self.0.create_new(&temp) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.remove_file(&temp)?;
+                self.0.create_new(&temp)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io("create temp file", &temp, e))?;
+        // From here on, dropping `staged` removes the file again.
+        let staged = StagedFile {
+            fs: self,
+            temp,
+            renamed: false,
+        };
+        self.0
+            .write(&mut file, &staged.temp, bytes)
+            .map_err(|e| Error::io("write", &staged.temp, e))?;
+        if sync {
+            self.0
+                .sync_data(&file, &staged.temp)
+                .map_err(|e| Error::io("fsync", &staged.temp, e))?;
+        }
+        Ok(staged)
+    }
+
+    /// Appends `bytes` to a file (creating it if missing) in one write and
+    /// fsyncs its data (`sync`). On failure the file may hold a prefix of
+    /// `bytes`; the caller cuts it off with [`truncate`](Fs::truncate).
+    pub fn append(&self, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+        let mut file = self
+            .0
+            .open_append(path)
+            .map_err(|e| Error::io("open for append", path, e))?;
+        self.0
+            .write(&mut file, path, bytes)
+            .map_err(|e| Error::io("append", path, e))?;
+        if sync {
+            // fdatasync also flushes the new length, which reading needs.
+            self.0
+                .sync_data(&file, path)
+                .map_err(|e| Error::io("fsync", path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Cuts a file down to `len` bytes.
+    pub fn truncate(&self, path: &Path, len: u64) -> Result<()> {
+        self.0
+            .truncate(path, len)
+            .map_err(|e| Error::io("truncate", path, e))
+    }
+
+    /// Removes a file; one that is already gone is not an error.
+    pub fn remove_file(&self, path: &Path) -> Result<()> {
+        match self.0.remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", path, e)),
         }
     }
 }
 
 /// A complete replacement for a file, written next to it under a hidden
-/// temporary name and not yet visible; dropping it removes it.
+/// name and not yet visible; dropping it removes it.
 #[derive(Debug)]
-pub struct StagedFile {
-    temp: tempfile::NamedTempFile,
+pub struct StagedFile<'a> {
+    fs: &'a Fs,
+    temp: PathBuf,
+    renamed: bool,
 }
 
-/// Writes `bytes` to a hidden temp file in `dir` (named after `target`) and
-/// fsyncs it (`sync`), ready to be renamed over `target` by
-/// [`StagedFile::rename_over`]. A failed fsync is reported, never retried:
-/// Linux may drop the dirty pages, so a retry could "succeed" without the
-/// data.
-pub fn stage(dir: &Path, target: &Path, bytes: &[u8], sync: bool) -> Result<StagedFile> {
-    let prefix = match target.file_name() {
-        Some(name) => format!(".{}.", name.to_string_lossy()),
-        None => ".".to_owned(),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // tempfile defaults to 0600; a human-editable document gets the usual
-    // mode (the umask still applies).
-    #[cfg(unix)]
-    let permissions = {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::Permissions::from_mode(0o666)
-    };
-    #[cfg(unix)]
-    builder.permissions(permissions);
-    let mut temp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create temp file", dir, e))?;
-    let temp_path = temp.path().to_owned();
-    temp.write_all(bytes)
-        .map_err(|e| Error::io("write", &temp_path, e))?;
-    if sync {
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("fsync", &temp_path, e))?;
-    }
-    Ok(StagedFile { temp })
-}
-
-impl StagedFile {
+impl StagedFile<'_> {
     /// Renames the staged file over `target` atomically: a reader sees the
     /// old or the new file, never a mix. On failure `target` is untouched
-    /// and the temp file is removed. The folder is not fsynced here.
-    pub fn rename_over(self, target: &Path) -> Result<()> {
-        self.temp
-            .persist(target)
-            .map(drop)
-            .map_err(|e| Error::io("rename", target, e.error))
+    /// and the staged file is removed (best effort: the next commit of the
+    /// document replaces it anyway). The folder is not fsynced here.
+    pub fn rename_over(mut self, target: &Path) -> Result<()> {
+        self.fs
+            .0
+            .rename(&self.temp, target)
+            .map_err(|e| Error::io("rename", target, e))?;
+        self.renamed = true;
+        Ok(())
     }
 }
 
-/// Appends `bytes` to a file (creating it if missing) in one write and
-/// fsyncs its data (`sync`). On failure the file may hold a prefix of
-/// `bytes`; the caller cuts it off with [`truncate`].
-pub fn append(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| Error::io("open for append", path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| Error::io("append", path, e))?;
-    if sync {
-        // fdatasync also flushes the new length, which reading the data needs.
-        file.sync_data().map_err(|e| Error::io("fsync", path, e))?;
-    }
-    Ok(())
-}
-
-/// Cuts a file down to `len` bytes.
-pub fn truncate(path: &Path, len: u64) -> Result<()> {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|file| file.set_len(len))
-        .map_err(|e| Error::io("truncate", path, e))
-}
-
-/// Removes a file; one that is already gone is not an error.
-pub fn remove_file(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", path, e)),
+impl Drop for StagedFile<'_> {
+    fn drop(&mut self) {
+        if self.renamed {
+            return;
+        }
+        // Best effort: a leftover is debris the next commit replaces.
+        let _ = self.fs.remove_file(&self.temp);
     }
 }

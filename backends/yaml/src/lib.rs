@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //! ```text
-//! <root>/<collection>/<name>.yaml     the document
-//! <root>/<collection>/.<name>.lock    its lock file (empty, never removed)
-//! <root>/<collection>/.<name>.yaml.*.tmp  debris of a write cut short by a crash
+//! <root>/<collection>/<name>.yaml       the document
+//! <root>/<collection>/.<name>.lock      its lock file (empty, never removed)
+//! <root>/<collection>/.<name>.yaml.tmp  a commit's staging file (debris after a crash)
 //! <root>/.revstore/changes.lock            the change feed's lock file (never removed)
 //! <root>/.revstore/changes/<seq>.log       the change feed's segments
 //! ```
@@ -17,24 +17,54 @@
 //! a digit or `_`.
 //!
 //! # File format
-//! A YAML mapping with the revision first, then the body:
+//! A YAML mapping with the revision first, then the body, then a seal
+//! (here the document `models/orders`):
 //! ```yaml
 //! revision: 3
 //! body:
 //!   description: All orders
-//!   joins: [customers]
+//!   joins:
+//!   - customers
+//! digest: fnv1a64-1c7e67eb0e65a6ae
 //! ```
 //! A delete leaves a tombstone that keeps the revision, so a re-create
 //! continues the sequence:
 //! ```yaml
 //! revision: 4
 //! deleted: true
+//! digest: fnv1a64-4dadf5d6aa37a29b
 //! ```
-//! - `revision` is an integer >= 1; `body` is a mapping; `deleted` is a
-//!   boolean (`deleted: false` is the same as leaving it out). No other key
-//!   is allowed, and the keys may come in any order when edited by hand —
-//!   though listing is fastest with `revision: N` as the first line, as
-//!   written.
+//! - `revision` is an integer from 0 to [`MAX_REVISION`] (`i64::MAX`, the
+//!   SQLite backend's limit too); `body` is a mapping; `deleted` is a
+//!   boolean (`deleted: false` is the same as leaving it out); `digest` is
+//!   the seal. No other key is allowed, and the keys may come in any order
+//!   when edited by hand.
+//! - **The seal.** The last line of every file revstore writes is
+//!   `digest: fnv1a64-` and 16 lowercase hex digits: the 64-bit FNV-1a hash
+//!   of the document's `collection/name`, a newline, and every byte of the
+//!   file before that line. It tells revstore's own files from files
+//!   changed by anyone else, byte for byte (a comment or a changed key
+//!   order counts). It detects edits; it is not a defence against forgery.
+//! - **Hand edits are writes.** A file whose `digest` line is there but
+//!   does not match (whatever its value: `digest: edited` will do) was
+//!   changed by someone else, and reads as one revision *more* than it
+//!   states: the edit is an implicit write. So a conditional write based
+//!   on a read made before the edit fails with [`Error::Conflict`], and a
+//!   patch applies on top of the edit; the next commit writes the stated
+//!   revision + 2 with a fresh seal. Every handle and process agrees,
+//!   because the revision is derived from the file alone. Limits: two
+//!   hand edits with no commit in between are one implicit revision, so a
+//!   writer that read the first edit can overwrite the second; and a file
+//!   restored or copied by hand reads as its stated revision + 1, which may
+//!   be older than revisions already given out — raise its `revision` by
+//!   hand past the newest one used.
+//! - **Files made by hand** state `revision: 0` and read as revision 1 (a
+//!   create), seal or not. A file without a `digest` line that states any
+//!   other revision is refused as [`Error::Corrupt`]: revstore never writes
+//!   one, so it was cut short (see Durability) or its seal line was
+//!   deleted. A mapping without the envelope (no `revision`, `body` or
+//!   `deleted`: a bare body) is refused too, with a message saying how to
+//!   wrap it. revstore never adopts or rewrites such files on its own.
 //! - Bodies are JSON-model values: mappings with string keys (order kept),
 //!   sequences, strings, booleans, null, integers (i64/u64) and finite
 //!   floats. Keys that look like something else must be quoted (`"1": x`).
@@ -44,18 +74,19 @@
 //!   keys, non-string keys, `.nan`/`.inf` and integers outside i64/u64 are
 //!   refused. Core-schema tags (`!!str 1`) resolve as YAML defines them.
 //! - A file that is not of this shape is [`Error::Corrupt`] naming it, on
-//!   read and commit; it is never overwritten or deleted. `list` reads only
-//!   the first line(s) of a file in the written shape (`revision: N` then
-//!   `body:` or `deleted: true`), so it reports a file whose header is
-//!   broken, but lists one that is broken only further down; reading that
-//!   document reports it.
+//!   read, list and commit; it is never overwritten or deleted, and other
+//!   documents are unaffected (a `list` of its collection reports it).
+//!   `list` reads a file whose seal matches and whose first lines are in the
+//!   written shape (`revision: N` then `body:` or `deleted: true`) without
+//!   parsing its YAML; any other file is decoded in full.
 //! - Decoding cannot exhaust the stack or memory: nesting deeper than 128
 //!   collections is refused, and aliases may expand a file to at most about
-//!   four times its size. Bodies nested deeper than [`MAX_DEPTH`] are refused
-//!   on write ([`Error::InvalidBody`]) so every written file reads back.
-//!   One cost remains: libyaml's scanner takes time quadratic in the nesting
-//!   depth of flow collections (`[[[[…`), so a hostile hand-made file of
-//!   tens of thousands of nested brackets takes seconds to be refused.
+//!   four times its size ("billion laughs" is refused in milliseconds).
+//!   Bodies nested deeper than [`MAX_DEPTH`] are refused on write
+//!   ([`Error::InvalidBody`]) so every written file reads back. One cost
+//!   remains: libyaml's scanner takes time quadratic in the nesting depth
+//!   of flow collections (`[[[[…`), so a hostile hand-made file of tens of
+//!   thousands of nested brackets takes seconds to be refused.
 //!
 //! # Concurrency
 //! A commit is a read-modify-write under an exclusive `flock` on the
@@ -119,6 +150,14 @@
 //! document at the first line gives the older revision. A rename that
 //! fails without a crash removes its line again, so the seq is reused.
 //!
+//! **Hand edits are not on the feed.** The implicit revision of a hand
+//! edit (see the file format) has no line: the feed shows the edit only
+//! through the next commit of that document, whose revision skips one
+//! (`…, 3, 5`); a file made by hand first appears with revision 2, as an
+//! update. A consumer that must see hand edits promptly re-lists; a
+//! [`CachedStore`](revstore::CachedStore) keeps the pre-edit body until
+//! that next commit.
+//!
 //! **Retention.** A segment holds `retain_changes / 4` changes (at least 1,
 //! at most [`MAX_SEGMENT_CHANGES`]). The commit that starts a new segment
 //! then deletes, oldest first, every segment whose changes are all older
@@ -141,45 +180,86 @@
 //! consumer holding a cursor; do not.
 //!
 //! # Durability
-//! - [`Durability::Full`] (default): the temp file is fsynced before the
-//!   rename, the folder after it, and a newly created root or collection
-//!   folder is fsynced in its parent (once per handle and collection). The
-//!   feed segment is fsynced after each append (and its folder when a
-//!   segment is started), before the document's rename. An acknowledged
-//!   commit and its feed line survive a power loss on a filesystem that
-//!   honours fsync.
-//! - [`Durability::Relaxed`]: no fsync at all, documents and feed alike. An
-//!   acknowledged commit survives a crash of the process (the kernel holds
-//!   it). After a power loss a document may be back at an older committed
-//!   state; on a filesystem that may persist a rename before the renamed
-//!   file's data (ext4 without `auto_da_alloc`, for instance) it may also be
-//!   empty or zero-filled, which reads as [`Error::Corrupt`] rather than as
-//!   a wrong body. The feed may then lack its newest lines (their seqs are
-//!   reused by later commits, so consumers should re-list after a power
-//!   loss) or hold zero-filled bytes: cut off like a torn line at the
-//!   end, reported as [`Error::Corrupt`] anywhere else.
+//! What survives a power loss (or a kernel crash) at any instant, on a
+//! file system that honours fsync. (A crash of the process alone loses
+//! nothing acknowledged at either level: the kernel holds the data.)
+//!
+//! [`Durability::Full`] (default). The staging file is fsynced before its
+//! rename and the folder after it; a newly created root or collection
+//! folder is fsynced in its parent (once per handle and collection); the
+//! feed segment is fsynced after each append (and its folder when a
+//! segment is started), before the document's rename. After a power loss:
+//! - every document holds a committed state — never a torn or partial
+//!   file — no older than its last acknowledged commit; it may hold the
+//!   commit that was in flight (renamed, not yet acknowledged);
+//! - the feed holds the line of every acknowledged commit and of every
+//!   revision a document holds; it may also hold the line of the commit in
+//!   flight whose rename was lost (the at-least-once exception above) and a
+//!   torn last line, which readers skip and the next commit cuts off;
+//! - a staging file may be left (see below).
+//!
+//! [`Durability::Relaxed`]: no fsync at all, documents and feed alike.
+//! After a power loss:
+//! - a document may be back at any older committed state, or absent if it
+//!   (or its whole collection folder) was created since the file system
+//!   last flushed;
+//! - on a file system that may persist a rename before the renamed file's
+//!   data (ext4 without `auto_da_alloc`, for instance), a document written
+//!   shortly before may be empty, zero-filled or cut short. Such a file
+//!   lacks a matching seal and reads as [`Error::Corrupt`] naming it, never
+//!   as a wrong body; the one exception is a file cut inside its seal line,
+//!   whose content is complete and which reads as a hand edit of it (one
+//!   revision more than written). Writes to a corrupt document are refused
+//!   until a person repairs or removes the file; other documents work;
+//! - the feed may lack its newest lines (their seqs are reused by later
+//!   commits, so consumers should re-list after a power loss), lack lines
+//!   of revisions the documents hold, or hold zero-filled or torn bytes:
+//!   at the end they are cut off like a torn line, anywhere else they are
+//!   reported as [`Error::Corrupt`] by feed readers.
 //!
 //! Either way, a commit is visible to reads (and the feed) from its rename
 //! on, a moment before it is acknowledged and, under full durability,
 //! before its folder is fsynced: a power loss in that moment may take back
 //! a revision someone has already read.
 //!
-//! In both modes a failed write, fsync or rename is reported as
-//! [`Error::Io`] naming the step and the file, never retried into a false
-//! success; a failure after the rename (the folder fsync) leaves the new
-//! content visible but possibly not durable.
+//! The crate's `power_loss` tests check these promises on a model of a
+//! disk that keeps, of everything not yet fsynced, any prefix of each
+//! folder's entry changes and any of four fates for each file's data
+//! (lost, kept, cut short, zero-filled), at every point of recorded
+//! create, patch, delete and re-create sequences.
+//!
+//! # Failures and crash debris
+//! A failed step of a commit — creating, writing or fsyncing the staging
+//! file, taking a lock, appending or fsyncing the feed, the rename — is
+//! reported as [`Error::Io`] naming the step and the file, is never
+//! retried into a false success, and leaves the document and the feed as
+//! they were (the staging file is removed and the feed line cut off). The
+//! one step after the rename, the folder fsync, leaves the commit visible
+//! and on the feed but possibly not durable, and is reported too. The
+//! handle stays usable after any of them.
+//!
+//! A writer killed mid-commit leaves no lock behind (`flock` locks die with
+//! their process), at most its document's staging file, and perhaps a torn
+//! or extra feed line (see the change feed). A new handle reads and writes
+//! at once: readers ignore staging files, and the next commit of that
+//! document, holding its exclusive lock, knows any staging file to be
+//! debris and replaces it. So debris never exceeds one file per document.
+//!
 #![warn(missing_docs)]
 
 mod changelog;
 mod codec;
+mod digest;
 mod fs;
+#[cfg(feature = "testkit")]
+pub mod fuzzing;
 mod log_line;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use revstore::{
     backend::current_of, Change, Commit, CommitOutcome, Durability, Entry, Error, Key, NameKind,
@@ -188,7 +268,10 @@ use revstore::{
 
 use changelog::ChangeLog;
 pub use changelog::{MAX_SEGMENT_CHANGES, STATE_DIR};
-pub use codec::MAX_DEPTH;
+pub use codec::{MAX_DEPTH, MAX_REVISION};
+use fs::Fs;
+#[cfg(feature = "testkit")]
+pub use fs::{DirEntry, FileSystem, LockMode, RealFs};
 
 /// Options of a [`YamlBackend`]. Build one with struct-update syntax,
 /// `YamlOptions { durability, ..YamlOptions::default() }`, so options added
@@ -229,6 +312,7 @@ impl Default for YamlOptions {
 /// the layout, the feed and what each [`Durability`] level guarantees.
 #[derive(Debug)]
 pub struct YamlBackend {
+    fs: Fs,
     root: PathBuf,
     durability: Durability,
     /// Collections whose folder entry this handle has made durable, so the
@@ -257,7 +341,30 @@ impl YamlBackend {
     /// folder, or `retain_changes` is 0; [`Error::Io`] when it cannot be
     /// created.
     pub fn open_with(root: impl AsRef<Path>, options: YamlOptions) -> Result<YamlBackend> {
-        let root = root.as_ref();
+        YamlBackend::open_on(root.as_ref(), options, Arc::new(fs::RealFs))
+    }
+
+    /// Like [`open_with`](YamlBackend::open_with), but every filesystem
+    /// call goes through `fs` (feature `testkit`): the seam through which
+    /// tests inject faults and record operations for simulated power
+    /// losses. Production code has no reason to use it.
+    ///
+    /// # Errors
+    /// As [`open_with`](YamlBackend::open_with).
+    #[cfg(feature = "testkit")]
+    pub fn open_with_fs(
+        root: impl AsRef<Path>,
+        options: YamlOptions,
+        fs: Arc<dyn FileSystem>,
+    ) -> Result<YamlBackend> {
+        YamlBackend::open_on(root.as_ref(), options, fs)
+    }
+
+    fn open_on(
+        root: &Path,
+        options: YamlOptions,
+        filesystem: Arc<dyn fs::FileSystem>,
+    ) -> Result<YamlBackend> {
         if root.as_os_str().is_empty() {
             return Err(Error::InvalidConfig {
                 input: String::new(),
@@ -270,11 +377,14 @@ impl YamlBackend {
                 reason: "retention is a positive number of changes".to_owned(),
             });
         }
+        let fs = Fs::new(filesystem);
         let backend = YamlBackend {
+            fs: fs.clone(),
             root: root.to_owned(),
             durability: options.durability,
             synced_collections: Mutex::new(HashSet::new()),
             changes: ChangeLog::new(
+                fs,
                 root,
                 options.retain_changes,
                 options.durability == Durability::Full,
@@ -318,7 +428,7 @@ impl YamlBackend {
 
     /// Creates `dir` and its missing ancestors, each fsynced in its parent.
     fn create_dir_all(&self, dir: &Path) -> Result<()> {
-        match fs::is_dir(dir)? {
+        match self.fs.is_dir(dir)? {
             Some(true) => return Ok(()),
             Some(false) => {
                 return Err(Error::InvalidConfig {
@@ -332,9 +442,9 @@ impl YamlBackend {
         if !parent.as_os_str().is_empty() {
             self.create_dir_all(parent)?;
         }
-        fs::create_dir(dir)?;
+        self.fs.create_dir(dir)?;
         if self.syncs() {
-            fs::sync_dir(parent)?;
+            self.fs.sync_dir(parent)?;
         }
         Ok(())
     }
@@ -343,7 +453,7 @@ impl YamlBackend {
     /// that its entry in the root is on disk before the first commit this
     /// handle acknowledges in it — even if another handle created it.
     fn ensure_collection(&self, collection: &str) -> Result<()> {
-        let created = fs::create_dir(&self.root.join(collection))?;
+        let created = self.fs.create_dir(&self.root.join(collection))?;
         if !self.syncs() {
             return Ok(());
         }
@@ -352,7 +462,7 @@ impl YamlBackend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if created || !synced.contains(collection) {
-            fs::sync_dir(&self.root)?;
+            self.fs.sync_dir(&self.root)?;
             synced.insert(collection.to_owned());
         }
         Ok(())
@@ -360,31 +470,33 @@ impl YamlBackend {
 
     fn read_record(&self, key: &Key) -> Result<Option<Record>> {
         let path = self.document_path(key);
-        match fs::read(&path)? {
-            Some(bytes) => codec::decode(&bytes, &path).map(Some),
+        match self.fs.read(&path)? {
+            Some(bytes) => {
+                codec::decode(&bytes, &label(key.collection(), key.name()), &path).map(Some)
+            }
             None => Ok(None),
         }
     }
 
     /// The live revision of one listed file, `None` for a tombstone.
-    fn listed_revision(&self, path: &Path) -> Result<Option<u64>> {
-        let Some((head, whole)) = fs::read_head(path, codec::HEADER_BYTES)? else {
+    fn listed_revision(&self, collection: &str, name: &str, path: &Path) -> Result<Option<u64>> {
+        let Some(bytes) = self.fs.read(path)? else {
             // Removed by hand since the folder was listed.
             return Ok(None);
         };
-        if let Some(header) = codec::read_header(&head, whole) {
+        let label = label(collection, name);
+        if let Some(header) = codec::scan(&bytes, &label) {
             return Ok(header.live.then_some(header.revision));
         }
-        let record = if whole {
-            codec::decode(&head, path)?
-        } else {
-            match fs::read(path)? {
-                Some(bytes) => codec::decode(&bytes, path)?,
-                None => return Ok(None),
-            }
-        };
+        let record = codec::decode(&bytes, &label, path)?;
         Ok(record.body.is_some().then_some(record.revision))
     }
+}
+
+/// What a document's seal covers besides its bytes: `collection/name`, so
+/// a file copied from another document is recognised as a hand edit.
+fn label(collection: &str, name: &str) -> String {
+    format!("{collection}/{name}")
 }
 
 impl StorageBackend for YamlBackend {
@@ -398,12 +510,23 @@ impl StorageBackend for YamlBackend {
 
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
         let key = commit.key;
-        let bytes = codec::encode(commit.new_revision(), commit.body).map_err(|reason| {
-            Error::InvalidBody {
-                key: key.clone(),
-                reason,
-            }
-        })?;
+        let path = self.document_path(key);
+        let new_revision = commit.new_revision();
+        // Encoded before any lock is taken; a revision past the maximum is
+        // reported below, once the key is known to be at `expected`.
+        let bytes = if new_revision <= MAX_REVISION {
+            let label = label(key.collection(), key.name());
+            Some(
+                codec::encode(&label, new_revision, commit.body).map_err(|reason| {
+                    Error::InvalidBody {
+                        key: key.clone(),
+                        reason,
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
         self.ensure_collection(key.collection())?;
         // Guard first, then the document: guard keys are reserved and
         // committed keys never are, so every process locks in one order.
@@ -411,12 +534,18 @@ impl StorageBackend for YamlBackend {
         // lock; locking its file twice would deadlock.)
         let _guard_lock = match commit.guard {
             Some(guard) if guard.key != key => {
-                fs::create_dir(&self.root.join(guard.key.collection()))?;
-                Some(fs::lock(&self.lock_path(guard.key), fs::LockMode::Shared)?)
+                self.fs
+                    .create_dir(&self.root.join(guard.key.collection()))?;
+                Some(
+                    self.fs
+                        .lock(&self.lock_path(guard.key), fs::LockMode::Shared)?,
+                )
             }
             _ => None,
         };
-        let _lock = fs::lock(&self.lock_path(key), fs::LockMode::Exclusive)?;
+        let _lock = self
+            .fs
+            .lock(&self.lock_path(key), fs::LockMode::Exclusive)?;
         if let Some(guard) = commit.guard {
             let actual = current_of(self.read_record(guard.key)?.as_ref());
             if actual.last_revision() != guard.revision {
@@ -427,9 +556,18 @@ impl StorageBackend for YamlBackend {
         if actual.last_revision() != commit.expected {
             return Ok(CommitOutcome::Conflict { actual });
         }
-        let dir = self.root.join(key.collection());
-        let path = self.document_path(key);
-        let staged = fs::stage(&dir, &path, &bytes, self.syncs())?;
+        let Some(bytes) = bytes else {
+            return Err(Error::Corrupt {
+                location: path.display().to_string(),
+                reason: format!(
+                    "the document is at the largest revision, {MAX_REVISION}, \
+                     and cannot be written again"
+                ),
+            });
+        };
+        // Replaces the staging file a crashed writer may have left (we hold
+        // the document's exclusive lock, so no live writer owns it).
+        let staged = self.fs.stage(&path, &bytes, self.syncs())?;
         // The feed lock comes last (after guard and document), and is held
         // from the append until the rename is done, so no feed reader sees
         // the change before a document read can.
@@ -443,13 +581,13 @@ impl StorageBackend for YamlBackend {
         // Outside the feed lock: the line is already durable, so a power
         // loss before this fsync leaves at most the documented extra line.
         if self.syncs() {
-            fs::sync_dir(&dir)?;
+            self.fs.sync_dir(&self.root.join(key.collection()))?;
         }
         Ok(CommitOutcome::Committed)
     }
 
     fn list(&self, collection: &str) -> Result<Vec<Entry>> {
-        let Some(files) = fs::list_dir(&self.root.join(collection))? else {
+        let Some(files) = self.fs.list_dir(&self.root.join(collection))? else {
             return Ok(Vec::new());
         };
         let mut entries = Vec::new();
@@ -474,7 +612,7 @@ impl StorageBackend for YamlBackend {
                     reason: format!("the file name is not a valid document name: {e}"),
                 });
             }
-            if let Some(revision) = self.listed_revision(&file.path)? {
+            if let Some(revision) = self.listed_revision(collection, name, &file.path)? {
                 entries.push(Entry {
                     name: name.to_owned(),
                     revision,

@@ -1,5 +1,10 @@
-//! This backend as seen by revstore's shared test suites (feature
-//! `testkit`).
+//! This backend as seen by revstore's shared test suites, and the tools of
+//! its own crash-safety suites (feature `testkit`): a file system that
+//! fails any chosen step ([`faults`]) and one that records every operation
+//! so a power loss can be simulated afterwards ([`power`]).
+
+pub mod faults;
+pub mod power;
 
 use revstore::testkit::{TestBackend, TestLocation};
 use revstore::{Durability, Store};
