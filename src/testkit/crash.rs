@@ -441,7 +441,7 @@ fn describe(record: Option<&Record>) -> String {
 
 /// `value` with long strings (the padding) cut short, for messages.
 fn abbreviate(value: &Value) -> Value {
-    const KEEP: usize = 16;
+    const KEEP: usize = 40;
     match value {
         Value::String(s) if s.chars().count() > KEEP => {
             let head: String = s.chars().take(KEEP).collect();
@@ -888,10 +888,14 @@ impl fmt::Display for CrashSummary {
     }
 }
 
-/// Runs `f` on its own thread and waits at most [`RESPONSIVE_DEADLINE`]
-/// for it, so that a store hung on a stale lock fails the campaign instead
-/// of hanging it (the stuck thread is left behind).
-fn within_deadline<T, F>(what: &str, f: F) -> std::result::Result<(T, Duration), String>
+/// Runs `f` on its own thread and waits at most `deadline` for it, so
+/// that a store hung on a stale lock fails the campaign instead of hanging
+/// it (the stuck thread is left behind).
+fn within_deadline<T, F>(
+    what: &str,
+    deadline: Duration,
+    f: F,
+) -> std::result::Result<(T, Duration), String>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -905,10 +909,10 @@ where
             let _ = sender.send(f());
         })
         .map_err(|e| format!("cannot start a thread to {what}: {e}"))?;
-    match receiver.recv_timeout(RESPONSIVE_DEADLINE) {
+    match receiver.recv_timeout(deadline) {
         Ok(value) => Ok((value, start.elapsed())),
         Err(RecvTimeoutError::Timeout) => Err(format!(
-            "a fresh handle could not {what} within {RESPONSIVE_DEADLINE:?} (a stale lock?)"
+            "a fresh handle could not {what} within {deadline:?} (a stale lock?)"
         )),
         Err(RecvTimeoutError::Disconnected) => {
             Err(format!("the thread that tried to {what} panicked"))
@@ -1302,8 +1306,10 @@ where
         let after = model.feed_cursor;
         let open_for_check = Arc::clone(&open);
         let (observation, took) =
-            within_deadline("open and read", move || observe(&*open_for_check, after))
-                .map_err(|r| failure(kill, r))?;
+            within_deadline("open and read", RESPONSIVE_DEADLINE, move || {
+                observe(&*open_for_check, after)
+            })
+            .map_err(|r| failure(kill, r))?;
         let observation = observation.map_err(|r| failure(kill, r))?;
         summary.slowest_recovery = summary.slowest_recovery.max(took);
         match model
@@ -1338,7 +1344,7 @@ where
         let index = kill % KEYS;
         let known = model.known[index].clone();
         let store = observation.store;
-        let (written, took) = within_deadline("write", move || {
+        let (written, took) = within_deadline("write", RESPONSIVE_DEADLINE, move || {
             parent_write(&store, index, known.as_ref(), kill)
         })
         .map_err(|r| failure(kill, r))?;
@@ -1454,7 +1460,7 @@ mod tests {
             Some(json!({"pad": "x".repeat(5000), "n": ["y".repeat(20)]})),
         );
         let text = describe(Some(&long));
-        assert!(text.len() < 120, "{text}");
+        assert!(text.len() < 160, "{text}");
         assert!(text.contains("(5000 bytes)"), "{text}");
         assert_eq!(describe(Some(&record(2, None))), "revision 2 (deleted)");
         assert_eq!(describe(None), "never written");
@@ -1748,9 +1754,20 @@ mod tests {
 
     #[test]
     fn within_deadline_returns_the_value_and_its_time() {
-        let (value, took) = within_deadline("add", || 2 + 2).unwrap();
+        let (value, took) = within_deadline("add", RESPONSIVE_DEADLINE, || 2 + 2).unwrap();
         assert_eq!(value, 4);
         assert!(took < RESPONSIVE_DEADLINE);
+    }
+
+    #[test]
+    fn a_hung_step_fails_at_its_deadline() {
+        let error = within_deadline("write", Duration::from_millis(20), || {
+            thread::sleep(Duration::from_millis(500));
+        })
+        .unwrap_err();
+        assert!(error.contains("could not write within 20ms"), "{error}");
+        let error = within_deadline("read", RESPONSIVE_DEADLINE, || panic!("boom")).unwrap_err();
+        assert!(error.contains("panicked"), "{error}");
     }
 
     #[test]
