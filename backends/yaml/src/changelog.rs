@@ -195,17 +195,22 @@ impl ChangeLog {
         Ok(segments)
     }
 
-    /// Creates the log's folders, and makes them durable once per handle
-    /// (even when another handle created them).
-    fn ensure_dirs(&self) -> Result<()> {
+    /// Creates the log's folders and takes its lock exclusively (creating
+    /// the lock file); then makes the folders and the lock file durable,
+    /// once per handle (even when another handle created them). Readers
+    /// take a missing lock file for an empty feed, so its entry must be on
+    /// disk before any segment's: a power loss could otherwise keep the
+    /// segments and lose the lock file, hiding the whole feed.
+    fn lock_exclusive(&self) -> Result<FileLock> {
         let created =
             self.fs.create_dir(&self.state_dir)? | self.fs.create_dir(&self.segments_dir)?;
+        let lock = self.fs.lock(&self.lock_path, LockMode::Exclusive)?;
         if self.sync && (created || !self.dirs_synced.load(Ordering::Acquire)) {
             self.fs.sync_dir(&self.root)?;
             self.fs.sync_dir(&self.state_dir)?;
             self.dirs_synced.store(true, Ordering::Release);
         }
-        Ok(())
+        Ok(lock)
     }
 
     /// Takes the log's lock exclusively and prepares the next seq: waits
@@ -215,8 +220,7 @@ impl ChangeLog {
     /// The caller must already hold every document lock it needs: the log
     /// lock is always taken last.
     pub fn begin(&self) -> Result<PendingChange<'_>> {
-        self.ensure_dirs()?;
-        let lock = self.fs.lock(&self.lock_path, LockMode::Exclusive)?;
+        let lock = self.lock_exclusive()?;
         let mut segments = self.segments()?;
         let (last, count, len) = match segments.last() {
             None => (0, 0, 0),

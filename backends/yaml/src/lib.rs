@@ -213,7 +213,8 @@
 //!   until a person repairs or removes the file; other documents work;
 //! - the feed may lack its newest lines (their seqs are reused by later
 //!   commits, so consumers should re-list after a power loss), lack lines
-//!   of revisions the documents hold, or hold zero-filled or torn bytes:
+//!   of revisions the documents hold, read as empty until the next commit
+//!   (when its lock file was lost), or hold zero-filled or torn bytes:
 //!   at the end they are cut off like a torn line, anywhere else they are
 //!   reported as [`Error::Corrupt`] by feed readers.
 //!
