@@ -15,7 +15,9 @@ pub const LABEL: &str = "models/orders";
 pub const PATH: &str = "store/models/orders.yaml";
 
 /// Decodes arbitrary bytes as a document file and checks the codec's
-/// properties.
+/// properties — once as given, and once with a matching seal line put at
+/// the end ([`sealed`]), so that a fuzzer explores files revstore would
+/// take as its own without having to forge a hash.
 ///
 /// # Panics
 /// When a property is violated: decoding panics or fails with anything but
@@ -25,6 +27,33 @@ pub const PATH: &str = "store/models/orders.yaml";
 /// it is not too deep to write), does not decode to the same record, does
 /// not scan to its header, or does not encode to the same bytes twice.
 pub fn decode_case(data: &[u8]) {
+    check_decode(data);
+    check_decode(&sealed(data));
+}
+
+/// `data` with a seal for [`LABEL`] as its last line: an existing last
+/// line starting with `digest:` is replaced, and a newline is added first
+/// when the content does not end with one.
+pub fn sealed(data: &[u8]) -> Vec<u8> {
+    let without_newline = data.strip_suffix(b"\n").unwrap_or(data);
+    let start = without_newline
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let mut content = if without_newline[start..].starts_with(b"digest:") {
+        data[..start].to_vec()
+    } else {
+        data.to_vec()
+    };
+    if content.last().is_some_and(|&b| b != b'\n') {
+        content.push(b'\n');
+    }
+    let seal = crate::digest::seal(LABEL, &content);
+    content.extend_from_slice(format!("digest: {seal}\n").as_bytes());
+    content
+}
+
+fn check_decode(data: &[u8]) {
     let path = Path::new(PATH);
     let decoded = codec::decode(data, LABEL, path);
     let scanned = codec::scan(data, LABEL);

@@ -75,9 +75,10 @@ pub struct Fired {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The armed fault: its kind and how many more calls of that kind pass
-    /// before one fails.
-    armed: Option<(OpKind, usize)>,
+    /// The armed faults: each one's kind and how many more calls of that
+    /// kind pass before one fails.
+    armed: Vec<(OpKind, usize)>,
+    /// The first armed fault that fired.
     fired: Option<Fired>,
     calls: HashMap<OpKind, usize>,
 }
@@ -119,18 +120,24 @@ impl FaultyFs {
     /// on fails, once. Replaces any armed fault and forgets a fired one.
     pub fn fail(&self, kind: OpKind, nth: usize) {
         let mut state = self.state();
-        state.armed = Some((kind, nth.max(1) - 1));
+        state.armed = vec![(kind, nth.max(1) - 1)];
         state.fired = None;
     }
 
-    /// Disarms the fault, returning it if it fired.
+    /// Arms one more fault next to those armed: a second failure, such as
+    /// a clean-up that fails after the step it cleans up after.
+    pub fn also_fail(&self, kind: OpKind, nth: usize) {
+        self.state().armed.push((kind, nth.max(1) - 1));
+    }
+
+    /// Disarms every fault, returning the first that fired, if any.
     pub fn disarm(&self) -> Option<Fired> {
         let mut state = self.state();
-        state.armed = None;
+        state.armed.clear();
         state.fired.take()
     }
 
-    /// The fault that fired since it was armed, if any.
+    /// The first fault that fired since they were armed, if any.
     pub fn fired(&self) -> Option<Fired> {
         self.state().fired.clone()
     }
@@ -140,28 +147,39 @@ impl FaultyFs {
         self.state().calls.get(&kind).copied().unwrap_or(0)
     }
 
-    /// Counts a call and fails it if it is the armed one.
+    /// Counts a call and fails it if an armed fault is due.
     fn check(&self, kind: OpKind, path: &Path) -> io::Result<()> {
         let mut state = self.state();
         *state.calls.entry(kind).or_default() += 1;
-        match state.armed {
-            Some((armed, 0)) if armed == kind => {
-                state.armed = None;
-                state.fired = Some(Fired {
-                    kind,
-                    path: path.to_owned(),
-                });
-                Err(io::Error::other(format!(
-                    "injected fault: {kind:?} of {}",
-                    path.display()
-                )))
+        let mut due = false;
+        state.armed.retain_mut(|(armed, left)| {
+            if *armed != kind || due {
+                return true;
             }
-            Some((armed, left)) if armed == kind => {
-                state.armed = Some((armed, left - 1));
-                Ok(())
+            match left.checked_sub(1) {
+                Some(fewer) => {
+                    *left = fewer;
+                    true
+                }
+                None => {
+                    due = true;
+                    false
+                }
             }
-            _ => Ok(()),
+        });
+        if !due {
+            return Ok(());
         }
+        if state.fired.is_none() {
+            state.fired = Some(Fired {
+                kind,
+                path: path.to_owned(),
+            });
+        }
+        Err(io::Error::other(format!(
+            "injected fault: {kind:?} of {}",
+            path.display()
+        )))
     }
 }
 
