@@ -37,7 +37,7 @@ fn billion_laughs(levels: usize) -> Vec<u8> {
     );
     for i in 1..levels {
         let prev = format!("*l{}", i - 1);
-        let items = vec![prev.as_str(); 10].join(", ");
+        let items = [prev.as_str(); 10].join(", ");
         text.push_str(&format!("  l{i}: &l{i} [{items}]\n"));
     }
     text.push_str("digest: x\n");
