@@ -98,7 +98,7 @@
 //! writers. Reads take no lock: a rename replaces a file atomically, so a
 //! reader sees the old or the new file, never a mix. Every commit also
 //! briefly takes the feed lock exclusively (see below), so commits of
-//! different documents overlap in their reads, checks and temp-file writes
+//! different documents overlap in their reads, checks and staging-file writes
 //! but not in their appends and renames. Network filesystems whose `flock`
 //! is not shared between machines are not supported.
 //!
@@ -114,9 +114,9 @@
 //!
 //! **Writing.** A commit, already holding its guard and document locks and
 //! having checked the revisions, writes and (under full durability) fsyncs
-//! the temp file of the new document; then it takes `.revstore/changes.lock`
+//! the staging file of the new document; then it takes `.revstore/changes.lock`
 //! *exclusively*, reads the newest segment for the last seq, appends the
-//! line with the next seq, fsyncs the segment, renames the temp file over
+//! line with the next seq, fsyncs the segment, renames the staging file over
 //! the document and releases the feed lock; the document's folder is
 //! fsynced after that. Seqs therefore increase in commit order across
 //! threads, handles and processes, and a document never becomes durable

@@ -406,3 +406,42 @@ fn a_hostile_guard_file_stops_guarded_writes_only() {
             .unwrap();
     }
 }
+
+#[test]
+fn the_largest_revision_is_never_written_past() {
+    // A file revstore would take as its own (sealed) at the largest
+    // revision SQLite can hold too: readable, never incremented.
+    use revstore_yaml::fuzzing::{sealed, LABEL};
+    let dir = TempDir::new().unwrap();
+    let s = Store::open(YamlBackend::open(dir.path()).unwrap());
+    let (collection, name) = LABEL.split_once('/').unwrap();
+    std::fs::create_dir(dir.path().join(collection)).unwrap();
+    let path = dir.path().join(collection).join(format!("{name}.yaml"));
+    let bytes =
+        sealed(format!("revision: {}\nbody: {{}}\n", revstore_yaml::MAX_REVISION).as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let doc = s.get(collection, name).unwrap().unwrap();
+    assert_eq!(doc.revision, revstore_yaml::MAX_REVISION);
+    assert_eq!(
+        s.list(collection).unwrap()[0].revision,
+        revstore_yaml::MAX_REVISION
+    );
+    let reason = assert_corrupt_naming(
+        s.patch(
+            collection,
+            name,
+            &Patch::Merge(json!({"a": 1})),
+            Precondition::Any,
+        ),
+        &path,
+        "patch",
+    );
+    assert!(reason.contains("largest revision"), "{reason}");
+    assert_corrupt_naming(
+        s.delete(collection, name, Precondition::Any),
+        &path,
+        "delete",
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert_eq!(s.last_seq().unwrap(), 0, "a refused write reached the feed");
+}
