@@ -61,8 +61,9 @@
 //! - **Files made by hand** state `revision: 0` and read as revision 1 (a
 //!   create), seal or not. A file without a `digest` line that states any
 //!   other revision is refused as [`Error::Corrupt`]: revstore never writes
-//!   one, so it was cut short (see Durability) or its seal line was
-//!   deleted. A mapping without the envelope (no `revision`, `body` or
+//!   one, so it was cut short (see Durability), its seal line was
+//!   deleted, or it predates seals; adding any `digest:` line adopts it as
+//!   a hand edit. A mapping without the envelope (no `revision`, `body` or
 //!   `deleted`: a bare body) is refused too, with a message saying how to
 //!   wrap it. revstore never adopts or rewrites such files on its own.
 //! - Bodies are JSON-model values: mappings with string keys (order kept),

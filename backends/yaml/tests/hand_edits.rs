@@ -131,7 +131,12 @@ fn a_conditional_write_based_on_a_read_before_the_edit_conflicts() {
     );
     // Based on a read of the edit, it goes through.
     let doc = s
-        .replace("models", "m", json!({"count": 101}), Precondition::Revision(2))
+        .replace(
+            "models",
+            "m",
+            json!({"count": 101}),
+            Precondition::Revision(2),
+        )
         .unwrap();
     assert_eq!(doc.revision, 3);
 }
