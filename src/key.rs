@@ -48,6 +48,13 @@ impl Key {
     /// # Errors
     /// [`Error::InvalidName`] when either part is invalid.
     pub fn new_reserved(collection: &str, name: &str) -> Result<Key, Error> {
+        if collection.len() > MAX_NAME_LEN {
+            return Err(Error::InvalidName {
+                kind: NameKind::Collection,
+                name: collection.to_owned(),
+                reason: "is longer than 128 bytes",
+            });
+        }
         match collection.strip_prefix(RESERVED_PREFIX) {
             Some(rest) => {
                 validate_name(NameKind::Collection, rest).map_err(|_| Error::InvalidName {
@@ -186,5 +193,7 @@ mod tests {
         assert!(Key::new_reserved("schema", "x").is_err());
         assert!(Key::new_reserved("_", "x").is_err());
         assert!(Key::new_reserved("__x", "x").is_err());
+        assert!(Key::new_reserved(&format!("_{}", "x".repeat(127)), "x").is_ok());
+        assert!(Key::new_reserved(&format!("_{}", "x".repeat(128)), "x").is_err());
     }
 }
