@@ -510,7 +510,7 @@ fn name_model(s: &str, collection: bool) -> bool {
 
 /// Safe as one path component on Linux, macOS and Windows: printable ASCII
 /// without separators or wildcards, within the 255-byte limit common to
-/// their file systems (a reserved collection is `_` plus up to 128 bytes).
+/// their file systems.
 fn assert_file_name_safe(s: &str) {
     assert!(
         !s.is_empty()
@@ -573,9 +573,11 @@ fn check_key(collection: &str, name: &str) {
 }
 
 fn check_reserved_key(collection: &str, name: &str) {
-    let collection_ok = collection
-        .strip_prefix('_')
-        .is_some_and(|rest| name_model(rest, true));
+    // A reserved collection is `_` plus a valid name, 128 bytes in all.
+    let collection_ok = collection.len() <= 128
+        && collection
+            .strip_prefix('_')
+            .is_some_and(|rest| name_model(rest, true));
     let name_ok = name_model(name, false);
     match Key::new_reserved(collection, name) {
         Ok(key) => {
