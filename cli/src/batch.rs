@@ -151,6 +151,7 @@ pub fn decode_request(line: &str) -> Result<Request, RequestError> {
     let fail = |id: Option<Value>, message: String| RequestError { id, message };
     let value: Value =
         serde_json::from_str(line).map_err(|e| fail(None, format!("not JSON: {e}")))?;
+    crate::text::check_json_integers(line).map_err(|reason| fail(None, reason))?;
     let Value::Object(mut object) = value else {
         return Err(fail(None, "a request must be a JSON object".to_owned()));
     };

@@ -33,7 +33,10 @@ pub struct TextError {
 pub fn parse_value(text: &str, what: &'static str) -> Result<Value, TextError> {
     let fail = |reason: String| TextError { what, reason };
     match serde_json::from_str::<StrictJson>(text) {
-        Ok(StrictJson(value)) => return Ok(value),
+        Ok(StrictJson(value)) => {
+            check_json_integers(text).map_err(fail)?;
+            return Ok(value);
+        }
         // A duplicate key or an out-of-range number is an error in text
         // that is JSON up to that point; anything else may be YAML.
         Err(e) if e.is_data() || e.to_string().starts_with("number out of range") => {
@@ -46,6 +49,57 @@ pub fn parse_value(text: &str, what: &'static str) -> Result<Value, TextError> {
     // model lets every such value be refused with its location.
     let yaml: Yaml = serde_yaml::from_str(text).map_err(|e| fail(e.to_string()))?;
     convert(yaml, &mut String::new()).map_err(fail)
+}
+
+/// Refuses integers outside i64/u64 in JSON text. serde_json reads
+/// `99999999999999999999` as the double 1e20 without a word, and the value
+/// it hands over cannot tell it from a written `1e20`, so the text itself is
+/// scanned: every number token outside strings that has neither fraction
+/// nor exponent must fit.
+///
+/// # Errors
+/// A message naming the integer.
+pub fn check_json_integers(text: &str) -> Result<(), String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                let integer = !token.contains(['.', 'e', 'E']);
+                if integer && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                    return Err(format!(
+                        "the integer {token} does not fit in 64 bits (i64 or u64); \
+                         write it as a string or a float"
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 /// A JSON value whose mappings may not repeat a key (serde_json would keep
@@ -228,6 +282,27 @@ mod tests {
             v,
             json!({"z": {"q": "a/bé"}, "n": -3, "big": 18446744073709551615u64})
         );
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        for text in [
+            r#"{"a": 99999999999999999999}"#,
+            r#"{"a": [-9223372036854775809]}"#,
+            r#"{"s": "99999999999999999999", "b": 18446744073709551616}"#,
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.reason.contains("does not fit in 64 bits"),
+                "{text}: {err}"
+            );
+        }
+        for text in [
+            r#"{"a": 18446744073709551615, "b": -9223372036854775808}"#,
+            r#"{"a": 1e20, "b": 1.5, "s": "99999999999999999999 \" 123456789012345678901"}"#,
+        ] {
+            assert!(parse(text).is_ok(), "{text}");
+        }
     }
 
     #[test]
