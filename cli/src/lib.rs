@@ -1,10 +1,11 @@
 //! The library half of the `revstore` command-line tool: opening a store
 //! from a URL-like string, the operations and their JSON forms, the `batch`
 //! protocol, printing the change feed, the multi-process demo, and the one
-//! YAML text codec of the tool. Shared with tests, fuzz targets and scripts.
+//! YAML text codec of the tool, and `revstore bench`'s measurements. Shared with tests, fuzz targets and scripts.
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod bench;
 pub mod demo;
 pub mod error;
 pub mod feed;

@@ -196,6 +196,18 @@ enum Command {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         writes: u32,
     },
+    /// Measure every backend against raw baselines from the same run and
+    /// print medians, ratios and which performance targets are met.
+    ///
+    /// Runs on the real disk in a temporary folder (or --dir): fsync rate,
+    /// raw file and SQLite write loops, each operation per backend and
+    /// durability, warm reads, contention between threads and processes,
+    /// growth with body and store size. The full run takes a few minutes;
+    /// --quick is a smoke run of seconds whose figures mean little.
+    Bench(revstore_cli::bench::BenchArgs),
+    /// One bench worker process (started by `bench`).
+    #[command(hide = true)]
+    BenchWorker(revstore_cli::bench::WorkerArgs),
     /// One demo worker process (started by `demo`).
     #[command(hide = true)]
     DemoWorker {
@@ -339,6 +351,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 "{}\n",
                 json!({"worker": worker, "conflicts": report.conflicts})
             ));
+        }
+        Command::Bench(args) => {
+            let exe = std::env::current_exe()
+                .map_err(|e| CliError::io("find the revstore executable", e))?;
+            return revstore_cli::bench::main(
+                &args,
+                &exe,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+        }
+        Command::BenchWorker(args) => {
+            return revstore_cli::bench::worker::run(&args, &mut std::io::stdout().lock());
         }
         Command::Batch => {
             let store = open_store(&store_url(cli.store)?)?;

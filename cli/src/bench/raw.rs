@@ -1,0 +1,359 @@
+//! The raw baselines: what the storage underneath can do without revstore.
+//!
+//! - [`RawSqlite`]: the same pragmas and table as revstore-sqlite, and a
+//!   `BEGIN IMMEDIATE; UPDATE … WHERE revision=?; COMMIT` loop (no change
+//!   feed, no engine).
+//! - [`RawFile`]: write a temp file, fsync it, rename it over, fsync the
+//!   folder (no fsyncs when relaxed), with the bytes revstore-yaml writes.
+//! - [`FsyncProbe`]: the disk's rate of fsyncs of a 4 KiB overwrite.
+//! - [`RawMap`]: a mutex-guarded map, the memory backend's floor.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use revstore::{Body, Durability, Error};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::CliError;
+
+/// A SQLite error while measuring the raw baseline, naming the file.
+fn sqlite_error(path: &Path, what: &str, e: rusqlite::Error) -> CliError {
+    CliError::Store(Error::Backend {
+        backend: "sqlite",
+        context: format!("raw baseline: {what} in {}", path.display()),
+        source: Box::new(e),
+    })
+}
+
+/// A file-system error while measuring a baseline, naming the file.
+fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> CliError {
+    CliError::Store(Error::io(op, path, e))
+}
+
+/// A raw SQLite connection configured as revstore-sqlite configures its own.
+#[derive(Debug)]
+pub struct RawSqlite {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The table revstore-sqlite keeps its documents in (format 1's table).
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    name TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    body TEXT,
+    PRIMARY KEY (collection, name)
+) WITHOUT ROWID";
+
+impl RawSqlite {
+    /// Opens (creating) a database at `path` with WAL, the durability's
+    /// `synchronous` level and a 5 s busy timeout.
+    ///
+    /// # Errors
+    /// SQLite's errors, naming the file.
+    pub fn open(path: &Path, durability: Durability) -> Result<RawSqlite, CliError> {
+        let err = |what: &str| {
+            let what = what.to_owned();
+            move |e| sqlite_error(path, &what, e)
+        };
+        let conn = Connection::open(path).map_err(err("open"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(err("set the busy timeout"))?;
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(err("enable WAL"))?;
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Relaxed => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)
+            .map_err(err("set synchronous"))?;
+        if durability == Durability::Full {
+            conn.pragma_update(None, "fullfsync", true)
+                .map_err(err("set fullfsync"))?;
+        }
+        conn.execute_batch(CREATE)
+            .map_err(err("create the table"))?;
+        Ok(RawSqlite {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Inserts or overwrites a row at revision 1.
+    ///
+    /// # Errors
+    /// SQLite's errors.
+    pub fn put(&self, collection: &str, name: &str, body: &str) -> Result<(), CliError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO documents (collection, name, revision, body) \
+                 VALUES (?1, ?2, 1, ?3)",
+                params![collection, name, body],
+            )
+            .map_err(|e| sqlite_error(&self.path, "insert", e))?;
+        Ok(())
+    }
+
+    /// One conditional update in its own immediate transaction, on the
+    /// revision read first (as the engine does), returning whether it
+    /// changed a row.
+    ///
+    /// # Errors
+    /// SQLite's errors.
+    pub fn update(&mut self, collection: &str, name: &str, body: &str) -> Result<bool, CliError> {
+        let path = self.path.clone();
+        let err = |what: &'static str| {
+            let path = path.clone();
+            move |e| sqlite_error(&path, what, e)
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("begin"))?;
+        let revision: Option<i64> = tx
+            .prepare_cached("SELECT revision FROM documents WHERE collection = ?1 AND name = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![collection, name], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(err("select the revision"))?;
+        let Some(revision) = revision else {
+            return Ok(false);
+        };
+        let changed = tx
+            .prepare_cached(
+                "UPDATE documents SET body = ?1, revision = revision + 1 \
+                 WHERE collection = ?2 AND name = ?3 AND revision = ?4",
+            )
+            .and_then(|mut s| s.execute(params![body, collection, name, revision]))
+            .map_err(err("update"))?;
+        tx.commit().map_err(err("commit"))?;
+        Ok(changed == 1)
+    }
+
+    /// A raw `SELECT body`, returning the text.
+    ///
+    /// # Errors
+    /// SQLite's errors.
+    pub fn select(&self, collection: &str, name: &str) -> Result<Option<String>, CliError> {
+        self.conn
+            .prepare_cached("SELECT body FROM documents WHERE collection = ?1 AND name = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![collection, name], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| sqlite_error(&self.path, "select", e))
+    }
+
+    /// A raw listing: the names and revisions of a collection, in order.
+    ///
+    /// # Errors
+    /// SQLite's errors.
+    pub fn list(&self, collection: &str) -> Result<Vec<(String, i64)>, CliError> {
+        let err = |e| sqlite_error(&self.path, "list", e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT name, revision FROM documents WHERE collection = ?1 \
+                 AND body IS NOT NULL ORDER BY name",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![collection], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+}
+
+/// Writes whole files the way revstore-yaml replaces a document.
+#[derive(Debug)]
+pub struct RawFile {
+    dir: PathBuf,
+    durability: Durability,
+}
+
+impl RawFile {
+    /// Writes into `dir` (created when missing).
+    ///
+    /// # Errors
+    /// The folder cannot be created.
+    pub fn new(dir: &Path, durability: Durability) -> Result<RawFile, CliError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error("create the folder", dir, e))?;
+        Ok(RawFile {
+            dir: dir.to_path_buf(),
+            durability,
+        })
+    }
+
+    /// Writes `bytes` to a temp file, fsyncs it, renames it over `name`
+    /// and fsyncs the folder (no fsyncs when relaxed).
+    ///
+    /// # Errors
+    /// The file system's errors, naming the file.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), CliError> {
+        let temp = self.dir.join(format!(".{name}.tmp"));
+        let target = self.dir.join(name);
+        let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| io_error("write", &temp, e))?;
+        let full = self.durability == Durability::Full;
+        if full {
+            file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
+        }
+        drop(file);
+        std::fs::rename(&temp, &target).map_err(|e| io_error("rename", &target, e))?;
+        if full {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error("fsync the folder", &self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a file back (the raw cost of a cold read).
+    ///
+    /// # Errors
+    /// The file system's errors, naming the file.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>, CliError> {
+        let path = self.dir.join(name);
+        std::fs::read(&path).map_err(|e| io_error("read", &path, e))
+    }
+}
+
+/// A raw listing of a folder: the names of the `.yaml` files, sorted.
+///
+/// # Errors
+/// The file system's errors, naming the folder.
+pub fn list_folder(dir: &Path) -> Result<Vec<String>, CliError> {
+    let mut names = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("list", dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            if let Some(stem) = name.strip_suffix(".yaml") {
+                if !stem.starts_with('.') {
+                    names.push(stem.to_owned());
+                }
+            }
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Overwrites 4 KiB of one file and fsyncs it: the disk's fsync rate.
+#[derive(Debug)]
+pub struct FsyncProbe {
+    file: File,
+    path: PathBuf,
+    block: Vec<u8>,
+}
+
+impl FsyncProbe {
+    /// Creates the probe file in `dir`.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn new(dir: &Path) -> Result<FsyncProbe, CliError> {
+        let path = dir.join("fsync-probe");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error("create", &path, e))?;
+        Ok(FsyncProbe {
+            file,
+            path,
+            block: vec![0x5a; 4096],
+        })
+    }
+
+    /// One overwrite and fsync.
+    ///
+    /// # Errors
+    /// The write or the fsync failed.
+    pub fn once(&mut self, i: usize) -> Result<(), CliError> {
+        self.block[0] = i as u8;
+        self.file
+            .write_all_at(&self.block, 0)
+            .map_err(|e| io_error("write", &self.path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| io_error("fsync", &self.path, e))
+    }
+}
+
+/// A mutex-guarded map of bodies: what the memory backend cannot beat.
+#[derive(Debug, Default)]
+pub struct RawMap {
+    map: Mutex<HashMap<String, (u64, Body)>>,
+}
+
+impl RawMap {
+    /// Stores a copy of `body` under `name`, one revision on.
+    pub fn put(&self, name: &str, body: &Body) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let revision = map.get(name).map_or(0, |(r, _)| *r) + 1;
+        map.insert(name.to_owned(), (revision, body.clone()));
+    }
+
+    /// A copy of the body under `name`.
+    pub fn get(&self, name: &str) -> Option<Body> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(name).map(|(_, b)| b.clone())
+    }
+
+    /// The names and revisions, sorted.
+    pub fn list(&self) -> Vec<(String, u64)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = map.iter().map(|(k, (r, _))| (k.clone(), *r)).collect();
+        all.sort_unstable();
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_sqlite_updates_on_the_revision_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut raw = RawSqlite::open(&dir.path().join("raw.db"), Durability::Relaxed).unwrap();
+        assert!(!raw.update("c", "n", "{}").unwrap());
+        raw.put("c", "n", "{\"a\":1}").unwrap();
+        assert!(raw.update("c", "n", "{\"a\":2}").unwrap());
+        assert_eq!(raw.select("c", "n").unwrap().as_deref(), Some("{\"a\":2}"));
+        assert_eq!(raw.list("c").unwrap(), vec![("n".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn raw_file_replaces_and_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = RawFile::new(&dir.path().join("c"), Durability::Full).unwrap();
+        raw.write("a.yaml", b"one").unwrap();
+        raw.write("a.yaml", b"two").unwrap();
+        assert_eq!(raw.read("a.yaml").unwrap(), b"two");
+        assert_eq!(list_folder(&dir.path().join("c")).unwrap(), vec!["a"]);
+        let mut probe = FsyncProbe::new(dir.path()).unwrap();
+        probe.once(1).unwrap();
+    }
+
+    #[test]
+    fn raw_map_counts_revisions() {
+        let map = RawMap::default();
+        map.put("a", &Body::new());
+        map.put("a", &Body::new());
+        assert_eq!(map.list(), vec![("a".to_owned(), 2)]);
+        assert!(map.get("a").is_some());
+    }
+}

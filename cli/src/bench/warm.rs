@@ -1,0 +1,102 @@
+//! The `warm-get` group: reading a document that has not changed since
+//! the handle last read it.
+//!
+//! - YAML: a warm get (the same unchanged document again and again) beside
+//!   a cold read (a document this handle has never read; every op reads
+//!   another one). Target: warm ≥ 10× the cold throughput.
+//! - SQLite: a warm get beside a raw `SELECT body` of the same row over
+//!   one connection to the same file. Target: within 1.2× of its latency.
+//!
+//! Reads do not depend on the durability setting; both run at full.
+
+use std::cell::RefCell;
+
+use revstore::{Durability, Store, StoreOptions};
+
+use super::floor::Floor;
+use super::measure::{interleaved, Case};
+use super::report::{Row, Target, Unit};
+use super::subject::{body_of_size, Config, Kind};
+use super::Context;
+use crate::error::CliError;
+
+const GROUP: &str = "warm-get";
+const C: &str = "bench";
+
+/// Runs the group.
+///
+/// # Errors
+/// The stores' errors.
+pub fn run(ctx: &mut Context<'_>) -> Result<Vec<Row>, CliError> {
+    let mut rows = Vec::new();
+    for kind in [Kind::Yaml, Kind::Sqlite] {
+        let row = measure(
+            ctx,
+            Config {
+                kind,
+                durability: Durability::Full,
+            },
+        )?;
+        ctx.done(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Row, CliError> {
+    let plan = ctx.plan.clone();
+    let dir = ctx.folder(config.kind.name())?;
+    let location = config.location(&dir);
+    let n = plan.ops_relaxed * 2;
+    let body = body_of_size(1 << 10);
+    {
+        // Filled through a handle of its own, so the measured handle has
+        // never read any of these documents.
+        let filler = Store::with_options(config.open(&location)?, StoreOptions::default());
+        for i in 0..plan.samples * n {
+            filler.create(C, &format!("w{i}"), body.clone())?;
+        }
+    }
+    let store = Store::with_options(config.open(&location)?, StoreOptions::default());
+    // The warm document has been read once before measuring.
+    store.get(C, "w0")?;
+    let mut warm = |_| store.get(C, "w0").map(drop).map_err(CliError::from);
+    Ok(match config.kind {
+        Kind::Yaml => {
+            let mut cold = |i: usize| {
+                store
+                    .get(C, &format!("w{i}"))
+                    .map(drop)
+                    .map_err(CliError::from)
+            };
+            let mut cases: Vec<Case<'_>> = vec![(n, &mut cold), (n, &mut warm)];
+            let samples = interleaved(plan.samples, &mut cases)?;
+            Row::from_samples(
+                GROUP,
+                "warm get of an unchanged 1 KiB doc",
+                config.kind.name(),
+                config.durability_name(),
+                Unit::OpsPerSec,
+                &samples[1],
+            )
+            .against_samples("cold get (first read)", &samples[0])
+            .target(Target::RatioAtLeast(10.0))
+        }
+        _ => {
+            let floor = RefCell::new(Floor::new(config, &dir, &location, &store, C, "w0")?);
+            let mut raw = |_| floor.borrow_mut().read(C, "w0");
+            let mut cases: Vec<Case<'_>> = vec![(n, &mut raw), (n, &mut warm)];
+            let samples = interleaved(plan.samples, &mut cases)?;
+            Row::from_samples(
+                GROUP,
+                "warm get of an unchanged 1 KiB doc",
+                config.kind.name(),
+                config.durability_name(),
+                Unit::MicrosPerOp,
+                &samples[1],
+            )
+            .against_samples("raw SELECT body", &samples[0])
+            .target(Target::RatioAtMost(1.2))
+        }
+    })
+}
