@@ -151,7 +151,7 @@ fn measure(
     writers: Writers,
 ) -> Result<Vec<Row>, CliError> {
     let plan = ctx.plan.clone();
-    let ops = (plan.ops(setup.config) / 2).max(2);
+    let ops = (plan.ops(setup.config) / 3).max(2);
     let counts = plan.writers.clone();
     let mut samples = vec![Samples::default(); counts.len()];
     let mut totals = vec![Round::default(); counts.len()];

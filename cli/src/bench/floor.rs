@@ -147,13 +147,7 @@ impl Floor {
     /// The file system's and SQLite's errors.
     pub fn list(&mut self, collection: &str) -> Result<usize, CliError> {
         Ok(match self {
-            Floor::Map { map, .. } => {
-                let prefix = format!("{collection}/");
-                map.list()
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&prefix))
-                    .count()
-            }
+            Floor::Map { map, .. } => map.list(&format!("{collection}/")).len(),
             Floor::File { root, .. } => list_folder(&root.join(collection))?.len(),
             Floor::Sql { store, .. } => store.list(collection)?.len(),
         })

@@ -8,7 +8,7 @@
 //! - [`FsyncProbe`]: the disk's rate of fsyncs of a 4 KiB overwrite.
 //! - [`RawMap`]: a mutex-guarded map, the memory backend's floor.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -295,7 +295,7 @@ impl FsyncProbe {
 /// A mutex-guarded map of bodies: what the memory backend cannot beat.
 #[derive(Debug, Default)]
 pub struct RawMap {
-    map: Mutex<HashMap<String, (u64, Body)>>,
+    map: Mutex<BTreeMap<String, (u64, Body)>>,
 }
 
 impl RawMap {
@@ -312,12 +312,13 @@ impl RawMap {
         map.get(name).map(|(_, b)| b.clone())
     }
 
-    /// The names and revisions, sorted.
-    pub fn list(&self) -> Vec<(String, u64)> {
+    /// The names starting with `prefix` and their revisions, sorted.
+    pub fn list(&self, prefix: &str) -> Vec<(String, u64)> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = map.iter().map(|(k, (r, _))| (k.clone(), *r)).collect();
-        all.sort_unstable();
-        all
+        map.range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (r, _))| (k.clone(), *r))
+            .collect()
     }
 }
 
@@ -353,7 +354,8 @@ mod tests {
         let map = RawMap::default();
         map.put("a", &Body::new());
         map.put("a", &Body::new());
-        assert_eq!(map.list(), vec![("a".to_owned(), 2)]);
+        map.put("b", &Body::new());
+        assert_eq!(map.list("a"), vec![("a".to_owned(), 2)]);
         assert!(map.get("a").is_some());
     }
 }
