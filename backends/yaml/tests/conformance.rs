@@ -1,5 +1,15 @@
-//! The shared conformance suite (change feed included) on this crate
-//! alone, so it runs without building the other backends. The workspace's
-//! `revstore-tests` package runs it again at both durability levels.
+//! revstore's shared conformance suite (change feed, schema and cache
+//! included) and in-process races on this backend, at both durability
+//! levels.
 
-revstore::conformance_tests!(revstore_yaml::testkit::YamlTestBackend::default());
+mod full {
+    revstore::conformance_tests!(revstore_yaml::testkit::YamlTestBackend {
+        durability: revstore::Durability::Full,
+    });
+}
+
+mod relaxed {
+    revstore::conformance_tests!(revstore_yaml::testkit::YamlTestBackend {
+        durability: revstore::Durability::Relaxed,
+    });
+}
