@@ -6,6 +6,8 @@
 //! <root>/<collection>/<name>.yaml       the document
 //! <root>/<collection>/.<name>.lock      its lock file (empty, never removed)
 //! <root>/<collection>/.<name>.yaml.tmp  a commit's staging file (debris after a crash)
+//! <root>/_schema/.<name>.turnstile      the turnstile in front of a guard key's lock
+//!                                       (reserved collections only; empty, never removed)
 //! <root>/.revstore/changes.lock            the change feed's lock file (never removed)
 //! <root>/.revstore/changes/<seq>.log       the change feed's segments
 //! ```
@@ -96,7 +98,29 @@
 //! handle or process on the same machine exclude each other. A commit with
 //! a [`Guard`](revstore::Guard) first takes a shared lock on the guard key's
 //! lock file, so it excludes writes of the guard key but not other guarded
-//! writers. Reads take no lock: a rename replaces a file atomically, so a
+//! writers.
+//!
+//! **No starved schema changes.** Linux `flock` grants a shared lock while
+//! an exclusive request waits, so guarded writers committing back to back
+//! (their shared holds overlapping) could keep a write of the guard key —
+//! a schema change — waiting without bound. So every lock on a key of a
+//! reserved collection (the only keys that can guard) is taken through
+//! that key's turnstile file, `.<name>.turnstile`: the taker locks the
+//! turnstile *exclusively*, then the key's lock (shared for a guarded
+//! writer, exclusive for a writer of the key), then releases the turnstile
+//! at once. A writer of the guard key waiting for the shared holders to
+//! finish thus holds the turnstile, guarded writers arriving meanwhile
+//! wait behind it (and then see its write, so their guard fails and the
+//! engine retries them), and it waits only for the commits already in
+//! flight. Guarded writers pass the turnstile exclusively, not shared,
+//! because `flock` would starve an exclusive taker of the turnstile just
+//! the same. `flock` queues no one, so getting the turnstile is a race,
+//! but each guarded writer holds it only for the moment of taking its
+//! shared lock: it is almost always free, and the race is against the
+//! writers arriving in that moment, not a stream of overlapping holds.
+//! Keys of ordinary collections have no turnstile.
+//!
+//! Reads take no lock: a rename replaces a file atomically, so a
 //! reader sees the old or the new file, never a mix. Every commit also
 //! briefly takes the feed lock exclusively (see below), so commits of
 //! different documents overlap in their reads, checks and staging-file writes
@@ -133,10 +157,14 @@
 //! or write anything; they decode only the lines they return, checking each
 //! holds the seq its position says.
 //!
-//! **Lock order.** Guard key (shared), then document (exclusive), then the
-//! feed lock — never the other way round; feed readers take only the feed
-//! lock and never wait while holding it. So no two callers can deadlock,
-//! in one process or several.
+//! **Lock order.** Guard key's turnstile, guard key (shared), then the
+//! document (exclusive; through its turnstile when it is itself a reserved
+//! key, such as a schema), then the feed lock — never the other way round.
+//! A turnstile is held only while waiting for its own key's lock, never
+//! while taking anything else, and is released before the commit goes on;
+//! feed readers take only the feed lock and never wait while holding it.
+//! Guard keys are reserved and guarded keys never are, so guards form no
+//! cycle. So no two callers can deadlock, in one process or several.
 //!
 //! **Crashes: the at-least-once exception.** A writer killed in the middle
 //! of its append leaves a torn last line without its newline; readers skip
@@ -424,6 +452,28 @@ impl YamlBackend {
             .join(format!(".{}.lock", key.name()))
     }
 
+    /// The turnstile in front of a guard key's lock (see
+    /// [`Fs::lock_through`]). Its suffix differs from those of the lock and
+    /// staging files, so no document's files can share its name.
+    fn turnstile_path(&self, key: &Key) -> PathBuf {
+        self.root
+            .join(key.collection())
+            .join(format!(".{}.turnstile", key.name()))
+    }
+
+    /// Locks a key's lock file in `mode`. A reserved key can be a guard,
+    /// whose lock guarded writers hold shared; so it is taken through its
+    /// turnstile, which keeps those writers from starving a writer of the
+    /// key. Other keys are never shared, and need none.
+    fn lock_key(&self, key: &Key, mode: fs::LockMode) -> Result<fs::FileLock> {
+        if key.is_reserved() {
+            self.fs
+                .lock_through(&self.turnstile_path(key), &self.lock_path(key), mode)
+        } else {
+            self.fs.lock(&self.lock_path(key), mode)
+        }
+    }
+
     fn syncs(&self) -> bool {
         self.durability == Durability::Full
     }
@@ -532,22 +582,19 @@ impl StorageBackend for YamlBackend {
         self.ensure_collection(key.collection())?;
         // Guard first, then the document: guard keys are reserved and
         // committed keys never are, so every process locks in one order.
+        // Each lock of a reserved key passes through its turnstile, which
+        // is released as soon as the lock is held.
         // (A guard on the committed key itself is covered by the exclusive
         // lock; locking its file twice would deadlock.)
         let _guard_lock = match commit.guard {
             Some(guard) if guard.key != key => {
                 self.fs
                     .create_dir(&self.root.join(guard.key.collection()))?;
-                Some(
-                    self.fs
-                        .lock(&self.lock_path(guard.key), fs::LockMode::Shared)?,
-                )
+                Some(self.lock_key(guard.key, fs::LockMode::Shared)?)
             }
             _ => None,
         };
-        let _lock = self
-            .fs
-            .lock(&self.lock_path(key), fs::LockMode::Exclusive)?;
+        let _lock = self.lock_key(key, fs::LockMode::Exclusive)?;
         if let Some(guard) = commit.guard {
             let actual = current_of(self.read_record(guard.key)?.as_ref());
             if actual.last_revision() != guard.revision {

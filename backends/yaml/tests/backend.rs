@@ -490,6 +490,87 @@ fn a_write_of_the_guard_key_excludes_guarded_writers_but_they_share() {
     assert_eq!(outcome, CommitOutcome::Committed);
 }
 
+/// Whether someone holds a lock on `path` (a missing file is not held).
+fn is_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    fs2::FileExt::try_lock_exclusive(&file).is_err()
+}
+
+/// A writer of the guard key waiting for guarded writers to finish holds
+/// the turnstile: guarded writers arriving after it wait behind it instead
+/// of renewing the shared hold, and so see its write.
+#[test]
+fn guarded_writers_queue_behind_a_waiting_write_of_the_guard_key() {
+    let dir = TempDir::new().unwrap();
+    YamlBackend::open(dir.path()).unwrap();
+    std::fs::create_dir(dir.path().join("_schema")).unwrap();
+    // A guarded writer (another process, say) in the middle of its commit.
+    let in_flight = lock_file(&dir.path().join("_schema/.models.lock"), false);
+
+    let (schema_done, schema_finished) = mpsc::channel();
+    let root = dir.path().to_owned();
+    let schema_writer = std::thread::spawn(move || {
+        let backend = YamlBackend::open(&root).unwrap();
+        let b = body(json!({"attributes": []}));
+        let outcome = backend
+            .commit(&Commit {
+                key: &schema_key(),
+                expected: 0,
+                body: Some(&b),
+                guard: None,
+                kind: ChangeKind::Created,
+            })
+            .unwrap();
+        schema_done.send(()).unwrap();
+        outcome
+    });
+    let turnstile = dir.path().join("_schema/.models.turnstile");
+    let waiting_since = std::time::Instant::now();
+    while !is_held(&turnstile) {
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(30),
+            "the writer of the guard key never took the turnstile"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let (late_done, late_finished) = mpsc::channel();
+    let root = dir.path().to_owned();
+    let late_writer = std::thread::spawn(move || {
+        let backend = YamlBackend::open(&root).unwrap();
+        // Validated against the schema key before its write (revision 0).
+        let outcome = guarded_commit(&backend, &Key::new("models", "orders").unwrap(), 0, 0);
+        late_done.send(()).unwrap();
+        outcome
+    });
+    assert!(
+        late_finished
+            .recv_timeout(Duration::from_millis(300))
+            .is_err(),
+        "a guarded writer got past a waiting writer of the guard key"
+    );
+    assert!(schema_finished.try_recv().is_err(), "the guard was held");
+
+    drop(in_flight);
+    assert_eq!(schema_writer.join().unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        late_writer.join().unwrap(),
+        CommitOutcome::GuardChanged {
+            actual: Current::Live { revision: 1 }
+        },
+        "the late guarded writer committed before the write it queued behind"
+    );
+    // Nothing is left holding either lock file.
+    assert!(!is_held(&turnstile));
+    assert!(!is_held(&dir.path().join("_schema/.models.lock")));
+}
+
 #[test]
 fn a_commit_waits_for_the_documents_lock() {
     let dir = TempDir::new().unwrap();

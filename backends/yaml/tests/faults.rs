@@ -11,11 +11,12 @@
 //! backend as the reference, comparing every document, every listing and
 //! the whole feed after every step, then again after reopening.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use revstore::testkit::soak_factor;
-use revstore::{Change, Document, Error, MemoryBackend, Patch, Precondition, Store};
+use revstore::{Change, Document, Error, Key, MemoryBackend, Patch, Precondition, Store};
 use revstore_yaml::testkit::faults::{FaultyFs, Fired, OpKind};
 use revstore_yaml::{RealFs, YamlBackend, YamlOptions};
 use serde_json::{json, Value};
@@ -174,7 +175,11 @@ fn assert_io_naming(error: Option<&Error>, fired: &Fired, context: &str) {
 /// fsync of the document's folder, which the crate documents as leaving
 /// the new state visible.
 fn after_rename(fired: &Fired, root: &Path) -> bool {
-    fired.kind == OpKind::SyncDir && COLLECTIONS.iter().any(|c| fired.path == root.join(c))
+    fired.kind == OpKind::SyncDir
+        && COLLECTIONS
+            .iter()
+            .chain(&["_schema"])
+            .any(|c| fired.path == root.join(c))
 }
 
 struct Rng(u64);
@@ -285,7 +290,8 @@ fn model_run(seed: u64, steps: usize, retain_changes: u64) {
     );
 }
 
-/// Every record, as the model's comparison sees them.
+/// Every record, as the model's comparison sees them, and the schema of
+/// the first collection.
 fn model_snapshot(store: &Store) -> Vec<Option<revstore::Record>> {
     let mut out = Vec::new();
     for collection in COLLECTIONS {
@@ -293,6 +299,8 @@ fn model_snapshot(store: &Store) -> Vec<Option<revstore::Record>> {
             out.push(store.get_record(collection, name).unwrap());
         }
     }
+    let schema = Key::new_reserved("_schema", COLLECTIONS[0]).unwrap();
+    out.push(store.backend().read(&schema).unwrap());
     out
 }
 
@@ -346,15 +354,24 @@ fn recreate(s: &Store) -> revstore::Result<()> {
     s.create("models", "a", json!({"again": true})).map(drop)
 }
 
+/// A write of the guard key itself, which goes through its turnstile.
+fn set_schema(s: &Store) -> revstore::Result<()> {
+    let schema = json!({"attributes": [{"name": "after", "type": "integer"}]});
+    s.set_schema("models", schema, Precondition::Any).map(drop)
+}
+
 #[test]
 fn every_step_of_every_commit_can_fail_alone() {
-    let scenarios: [(&str, &[Step], Step); 4] = [
+    let scenarios: [(&str, &[Step], Step); 5] = [
         ("create", &[], create),
         ("patch", &[create], patch),
         ("delete", &[create, patch], delete),
         ("re-create", &[create, patch, delete], recreate),
+        ("set schema", &[create], set_schema),
     ];
     let mut failures = 0;
+    // The turnstile steps each scenario's faults hit.
+    let mut turnstile_faults = BTreeSet::new();
     for (name, setup, op) in scenarios {
         for kind in OpKind::ALL {
             for nth in 1.. {
@@ -370,6 +387,9 @@ fn every_step_of_every_commit_can_fail_alone() {
                     break;
                 };
                 let context = format!("{name}, {kind:?} #{nth} on {}", fired.path.display());
+                if fired.path.extension().is_some_and(|e| e == "turnstile") {
+                    turnstile_faults.insert((name, fired.kind));
+                }
                 let after = model_snapshot(&truth);
                 match result {
                     // Removing an old feed segment failed: the commit is
@@ -404,30 +424,55 @@ fn every_step_of_every_commit_can_fail_alone() {
         }
     }
     assert!(failures > 40, "only {failures} failures injected");
+    // Guarded writers (every document write) and the writer of the guard
+    // key both pass the turnstile, and both can fail opening or locking it.
+    for name in ["create", "patch", "delete", "re-create", "set schema"] {
+        for kind in [OpKind::OpenLock, OpKind::Lock] {
+            assert!(
+                turnstile_faults.contains(&(name, kind)),
+                "{name}: no {kind:?} fault on the turnstile ({turnstile_faults:?})"
+            );
+        }
+    }
 }
 
 #[test]
 fn each_failed_step_is_an_io_error_naming_its_file() {
-    let steps: [(OpKind, &str, &str); 9] = [
-        (OpKind::CreateTemp, "create temp file", "models/.a.yaml.tmp"),
-        (OpKind::Write, "write", "models/.a.yaml.tmp"),
-        (OpKind::Sync, "fsync", "models/.a.yaml.tmp"),
-        (OpKind::Rename, "rename", "models/a.yaml"),
-        (OpKind::Lock, "lock", "models/.a.lock"),
-        (OpKind::OpenLock, "open lock file", "models/.a.lock"),
-        (OpKind::OpenAppend, "open for append", ".revstore/changes/"),
-        (OpKind::Read, "read", "models/a.yaml"),
-        (OpKind::SyncDir, "fsync folder", ""),
+    // Which call of its kind the fault hits: a commit locks, in order, the
+    // schema key's turnstile, the schema key (both in `_schema`) and the
+    // document, and it reads the schema key before the document.
+    let steps: [(OpKind, usize, &str, &str); 12] = [
+        (
+            OpKind::CreateTemp,
+            1,
+            "create temp file",
+            "models/.a.yaml.tmp",
+        ),
+        (OpKind::Write, 1, "write", "models/.a.yaml.tmp"),
+        (OpKind::Sync, 1, "fsync", "models/.a.yaml.tmp"),
+        (OpKind::Rename, 1, "rename", "models/a.yaml"),
+        (
+            OpKind::OpenLock,
+            1,
+            "open lock file",
+            "_schema/.models.turnstile",
+        ),
+        (OpKind::Lock, 1, "lock", "_schema/.models.turnstile"),
+        (OpKind::Lock, 2, "lock", "_schema/.models.lock"),
+        (OpKind::Lock, 3, "lock", "models/.a.lock"),
+        (OpKind::OpenLock, 3, "open lock file", "models/.a.lock"),
+        (
+            OpKind::OpenAppend,
+            1,
+            "open for append",
+            ".revstore/changes/",
+        ),
+        (OpKind::Read, 2, "read", "models/a.yaml"),
+        (OpKind::SyncDir, 1, "fsync folder", ""),
     ];
-    for (kind, op_name, file) in steps {
+    for (kind, nth, op_name, file) in steps {
         let (_dir, root) = prepared(&[create]);
         let (store, fs) = faulty(&root, 4);
-        // The schema key is read (and locked) before the document: skip
-        // those calls so the fault hits the document's own step.
-        let nth = match kind {
-            OpKind::Read | OpKind::Lock | OpKind::OpenLock => 2,
-            _ => 1,
-        };
         fs.fail(kind, nth);
         let error = store
             .patch(
