@@ -6,6 +6,7 @@
 //! identically.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::body::Body;
 use crate::error::Result;
@@ -160,4 +161,22 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
 
     /// The `seq` of the newest committed change, 0 when there is none.
     fn last_seq(&self) -> Result<u64>;
+
+    /// Blocks until a change with `seq > after` may have been committed, or
+    /// `timeout` has passed, whichever comes first. Watchers call it between
+    /// polls of [`changes_since`](Self::changes_since), which stays the
+    /// source of truth: returning early without a change, or late, only
+    /// costs a poll — it never loses a change.
+    ///
+    /// The default sleeps for `timeout`. A backend with a notification
+    /// channel (PostgreSQL's `LISTEN`) returns as soon as it hears of a newer
+    /// change.
+    ///
+    /// # Errors
+    /// The backend's errors; the default never fails.
+    fn wait_for_change(&self, after: u64, timeout: Duration) -> Result<()> {
+        let _ = after;
+        std::thread::sleep(timeout);
+        Ok(())
+    }
 }

@@ -222,6 +222,22 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The store could not be reached (a server restarting, a dropped or
+    /// refused connection) and the backend made sure that nothing was
+    /// written by this call: retrying later is safe. See
+    /// [`Error::is_retryable`].
+    #[error(
+        "{backend} store unavailable while {context}: {source}; nothing was written, retry later"
+    )]
+    Unavailable {
+        /// The backend's name.
+        backend: &'static str,
+        /// What was being done, naming the key.
+        context: String,
+        /// The connection's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A store location (`yaml:DIR`, `sqlite:FILE`, `memory:`) or option is
     /// not understood.
     #[error("invalid store configuration {input:?}: {reason}")]
@@ -263,8 +279,20 @@ impl Error {
             Error::Compacted { .. } => "compacted",
             Error::Io { .. } => "io",
             Error::Backend { .. } => "backend",
+            Error::Unavailable { .. } => "unavailable",
             Error::InvalidConfig { .. } => "invalid_config",
         }
+    }
+
+    /// Whether the same call may succeed if simply tried again later with
+    /// nothing changed: the store was unreachable and nothing was written
+    /// ([`Error::Unavailable`]), or an unconditional write lost too many
+    /// races ([`Error::RetriesExhausted`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::RetriesExhausted { .. }
+        )
     }
 
     /// Whether the caller's input was at fault (names, bodies, patches,

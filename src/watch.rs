@@ -65,7 +65,9 @@ impl Watch {
             if now >= deadline {
                 return Ok(None);
             }
-            std::thread::sleep(self.poll.min(deadline - now));
+            self.store
+                .backend()
+                .wait_for_change(self.cursor, self.poll.min(deadline - now))?;
         }
     }
 }
