@@ -61,6 +61,7 @@
 pub mod backend;
 mod body;
 mod cache;
+mod decode_cache;
 mod durability;
 mod error;
 mod feed;
@@ -79,6 +80,7 @@ mod watch;
 pub use backend::{Commit, CommitOutcome, Entry, Guard, Record, StorageBackend};
 pub use body::{value_kind, Body, Document, Limits, Versioned};
 pub use cache::CachedStore;
+pub use decode_cache::{DecodeCache, DEFAULT_DECODE_CACHE_BYTES};
 pub use durability::Durability;
 pub use error::{Error, LimitKind, NameKind, Result};
 pub use feed::{parse_retention, Change, ChangeKind, DEFAULT_RETAINED_CHANGES};

@@ -1,0 +1,224 @@
+//! A per-handle cache of decoded records, keyed by the exact stored bytes
+//! they were decoded from, so that a warm read of an unchanged document
+//! skips parsing.
+//!
+//! Backends read the stored bytes (a YAML file, an SQLite row) as before and
+//! ask the cache whether it already decoded these very bytes for this key.
+//! Validity is decided by comparing the bytes, never by timestamps, inode
+//! numbers or revisions alone: a file replaced within one timestamp tick, an
+//! inode number reused, or a hand edit that keeps the revision all show up
+//! as different bytes. The saving is the parse (and for YAML the seal
+//! check), which dominates a read of a small document.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::backend::Record;
+use crate::key::Key;
+
+/// The default bound on the bytes a [`DecodeCache`] keeps (stored bytes
+/// plus an estimate of the decoded record, which is about as large again).
+pub const DEFAULT_DECODE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Stored bytes larger than this are not cached: comparing them costs
+/// about as much as reading them, and one would crowd out many small ones.
+const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug)]
+struct Entry {
+    raw: Box<[u8]>,
+    record: Record,
+    /// Tick of the last hit or insert, for eviction of the coldest half.
+    used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<Key, Entry>,
+    bytes: usize,
+    tick: u64,
+}
+
+/// Decoded records by key, each valid only for the exact bytes it was
+/// decoded from.
+///
+/// # Guarantees
+/// - [`lookup`](DecodeCache::lookup) returns a record only when the bytes
+///   given are identical to those the record was decoded from, so a cached
+///   read returns exactly what decoding those bytes would.
+/// - Memory is bounded: about `max_bytes` (twice the stored size of the
+///   entries); when full, the least recently used half is dropped.
+/// - Thread-safe; a poisoned lock (a panic elsewhere) only disables the
+///   cache, reads go on decoding.
+#[derive(Debug)]
+pub struct DecodeCache {
+    inner: Mutex<Inner>,
+    max_bytes: usize,
+}
+
+impl Default for DecodeCache {
+    fn default() -> Self {
+        DecodeCache::new(DEFAULT_DECODE_CACHE_BYTES)
+    }
+}
+
+impl DecodeCache {
+    /// A cache keeping about `max_bytes`; 0 disables it.
+    pub fn new(max_bytes: usize) -> DecodeCache {
+        DecodeCache {
+            inner: Mutex::new(Inner::default()),
+            max_bytes,
+        }
+    }
+
+    /// The record decoded from `raw` for `key`, if these exact bytes were
+    /// decoded before and are still cached.
+    pub fn lookup(&self, key: &Key, raw: &[u8]) -> Option<Record> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.tick += 1;
+        let tick = inner.tick;
+        let entry = inner.entries.get_mut(key)?;
+        if *entry.raw != *raw {
+            return None;
+        }
+        entry.used = tick;
+        Some(entry.record.clone())
+    }
+
+    /// Remembers that `raw` decodes to `record` for `key`, replacing what was
+    /// cached for the key.
+    pub fn insert(&self, key: &Key, raw: &[u8], record: &Record) {
+        let cost = entry_cost(raw);
+        if self.max_bytes == 0 || raw.len() > MAX_ENTRY_BYTES || cost > self.max_bytes / 2 {
+            self.forget(key);
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if let Some(old) = inner.entries.remove(key) {
+            inner.bytes -= entry_cost(&old.raw);
+        }
+        if inner.bytes + cost > self.max_bytes {
+            evict_coldest_half(&mut inner);
+        }
+        inner.tick += 1;
+        let used = inner.tick;
+        inner.bytes += cost;
+        inner.entries.insert(
+            key.clone(),
+            Entry {
+                raw: raw.into(),
+                record: record.clone(),
+                used,
+            },
+        );
+    }
+
+    /// Drops what is cached for `key`.
+    pub fn forget(&self, key: &Key) {
+        if let Ok(mut inner) = self.inner.lock() {
+            if let Some(old) = inner.entries.remove(key) {
+                inner.bytes -= entry_cost(&old.raw);
+            }
+        }
+    }
+
+    /// How many records are cached.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |inner| inner.entries.len())
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What an entry is charged: its bytes twice (stored and decoded) plus the
+/// map's overhead.
+fn entry_cost(raw: &[u8]) -> usize {
+    raw.len() * 2 + 128
+}
+
+fn evict_coldest_half(inner: &mut Inner) {
+    let mut ticks: Vec<u64> = inner.entries.values().map(|e| e.used).collect();
+    ticks.sort_unstable();
+    let Some(&median) = ticks.get(ticks.len() / 2) else {
+        return;
+    };
+    inner.entries.retain(|_, e| e.used > median);
+    inner.bytes = inner.entries.values().map(|e| entry_cost(&e.raw)).sum();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::Body;
+
+    fn record(revision: u64, n: i64) -> Record {
+        let mut body = Body::new();
+        body.insert("n".into(), n.into());
+        Record {
+            revision,
+            body: Some(body),
+        }
+    }
+
+    fn key(name: &str) -> Key {
+        Key::new("c", name).unwrap()
+    }
+
+    #[test]
+    fn a_hit_needs_the_identical_bytes() {
+        let cache = DecodeCache::default();
+        cache.insert(&key("a"), b"revision: 1\nn: 1\n", &record(1, 1));
+        assert_eq!(
+            cache.lookup(&key("a"), b"revision: 1\nn: 1\n"),
+            Some(record(1, 1))
+        );
+        // Same length, one byte changed: a miss.
+        assert_eq!(cache.lookup(&key("a"), b"revision: 1\nn: 2\n"), None);
+        // A prefix or an extension: a miss.
+        assert_eq!(cache.lookup(&key("a"), b"revision: 1\nn: 1"), None);
+        assert_eq!(cache.lookup(&key("a"), b"revision: 1\nn: 1\n\n"), None);
+        // Other keys never share entries.
+        assert_eq!(cache.lookup(&key("b"), b"revision: 1\nn: 1\n"), None);
+    }
+
+    #[test]
+    fn insert_replaces_and_forget_drops() {
+        let cache = DecodeCache::default();
+        cache.insert(&key("a"), b"one", &record(1, 1));
+        cache.insert(&key("a"), b"two", &record(2, 2));
+        assert_eq!(cache.lookup(&key("a"), b"one"), None);
+        assert_eq!(cache.lookup(&key("a"), b"two"), Some(record(2, 2)));
+        cache.forget(&key("a"));
+        assert_eq!(cache.lookup(&key("a"), b"two"), None);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn memory_stays_bounded_and_keeps_the_recently_used() {
+        let cache = DecodeCache::new(64 * 1024);
+        let raw = vec![b'x'; 1000];
+        cache.insert(&key("hot"), &raw, &record(1, 0));
+        for i in 0..1000 {
+            cache.insert(&key(&format!("k{i}")), &raw, &record(1, i));
+            assert!(cache.lookup(&key("hot"), &raw).is_some(), "evicted at {i}");
+        }
+        let inner = cache.inner.lock().unwrap();
+        assert!(inner.bytes <= 64 * 1024, "{} bytes", inner.bytes);
+        assert!(inner.entries.len() < 64, "{} entries", inner.entries.len());
+    }
+
+    #[test]
+    fn oversized_or_disabled_entries_are_not_kept() {
+        let cache = DecodeCache::new(0);
+        cache.insert(&key("a"), b"x", &record(1, 1));
+        assert_eq!(cache.lookup(&key("a"), b"x"), None);
+        let cache = DecodeCache::new(1024);
+        cache.insert(&key("a"), &[0u8; 600], &record(1, 1));
+        assert_eq!(cache.lookup(&key("a"), &[0u8; 600]), None);
+    }
+}
