@@ -3,6 +3,13 @@
 # examples, then every suite on every backend. Installs the cargo tools it
 # needs when they are missing. REVSTORE_SOAK=N multiplies case counts and
 # durations for long runs.
+#
+# The PostgreSQL backend's tests need a server: unless REVSTORE_POSTGRES_URL
+# names one already, a throwaway server is started for the run
+# (scripts/postgres.sh, which installs Debian's postgresql when it is
+# missing) and stopped afterwards, also on failure. Where none can be
+# started those tests report that they were skipped and why; under CI (CI
+# set) that is an error instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +28,15 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features --doc
+if [ -z "${REVSTORE_POSTGRES_URL:-}" ]; then
+  if postgres_env=$(./scripts/postgres.sh start); then
+    eval "$postgres_env"
+    trap './scripts/postgres.sh stop "$REVSTORE_POSTGRES_DIR"' EXIT
+  elif [ -n "${CI:-}" ] && [ "${CI}" != false ] && [ "${CI}" != 0 ]; then
+    echo "scripts/test.sh: no PostgreSQL server could be started, and CI must run its tests" >&2
+    exit 1
+  else
+    echo "scripts/test.sh: no PostgreSQL server could be started: the PostgreSQL tests will be skipped" >&2
+  fi
+fi
 cargo nextest run --workspace --all-features --profile ci
