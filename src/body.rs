@@ -85,9 +85,13 @@ impl Limits {
         if self.max_depth == 0 {
             return Err(self.exceeded(key, "body", LimitKind::Depth));
         }
-        check_depth(&mut stack, self.max_depth)
-            .map_err(|()| self.exceeded(key, "body", LimitKind::Depth))?;
-        if encoded_len(body, self.max_body_bytes) > self.max_body_bytes {
+        let bound = object_overhead(body).saturating_add(
+            check_depth(&mut stack, self.max_depth)
+                .map_err(|()| self.exceeded(key, "body", LimitKind::Depth))?,
+        );
+        if bound > self.max_body_bytes
+            && encoded_len(body, self.max_body_bytes) > self.max_body_bytes
+        {
             return Err(self.exceeded(key, "body", LimitKind::Size));
         }
         Ok(())
@@ -100,9 +104,11 @@ impl Limits {
     /// [`Error::LimitExceeded`] naming the key.
     pub fn check_patch(&self, key: &Key, patch: &Value) -> Result<()> {
         let mut stack = vec![(patch, 0usize)];
-        check_depth(&mut stack, self.max_depth.saturating_add(2))
+        let bound = check_depth(&mut stack, self.max_depth.saturating_add(2))
             .map_err(|()| self.exceeded(key, "patch", LimitKind::Depth))?;
-        if encoded_len(patch, self.max_body_bytes) > self.max_body_bytes {
+        if bound > self.max_body_bytes
+            && encoded_len(patch, self.max_body_bytes) > self.max_body_bytes
+        {
             return Err(self.exceeded(key, "patch", LimitKind::Size));
         }
         Ok(())
@@ -115,9 +121,11 @@ impl Limits {
     /// [`Error::LimitExceeded`] naming the key.
     pub(crate) fn check_result(&self, key: &Key, value: &Value) -> Result<()> {
         let mut stack = vec![(value, 0usize)];
-        check_depth(&mut stack, self.max_depth)
+        let bound = check_depth(&mut stack, self.max_depth)
             .map_err(|()| self.exceeded(key, "body", LimitKind::Depth))?;
-        if encoded_len(value, self.max_body_bytes) > self.max_body_bytes {
+        if bound > self.max_body_bytes
+            && encoded_len(value, self.max_body_bytes) > self.max_body_bytes
+        {
             return Err(self.exceeded(key, "body", LimitKind::Size));
         }
         Ok(())
@@ -136,22 +144,55 @@ impl Limits {
     }
 }
 
-/// Walks `stack` (values with the depth of their container) and fails if a
-/// container sits deeper than `max`.
-fn check_depth<'v>(stack: &mut Vec<(&'v Value, usize)>, max: usize) -> Result<(), ()> {
+/// Walks `stack` (values with the depth of their container), fails if a
+/// container sits deeper than `max`, and returns an upper bound on the
+/// compact JSON length of the values walked.
+///
+/// The bound lets the common case (a body far below the size limit) skip
+/// encoding it just to measure it: only a body whose bound exceeds the limit
+/// is measured exactly.
+fn check_depth(stack: &mut Vec<(&Value, usize)>, max: usize) -> Result<usize, ()> {
+    let mut bound = 0usize;
     while let Some((value, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &'v Value>> = match value {
-            Value::Object(map) => Box::new(map.values()),
-            Value::Array(items) => Box::new(items.iter()),
-            _ => continue,
-        };
         let inner = depth + 1;
-        if inner > max {
-            return Err(());
+        match value {
+            Value::Object(map) => {
+                if inner > max {
+                    return Err(());
+                }
+                bound = bound.saturating_add(object_overhead(map));
+                stack.extend(map.values().map(|child| (child, inner)));
+            }
+            Value::Array(items) => {
+                if inner > max {
+                    return Err(());
+                }
+                // Brackets and a comma per item.
+                bound = bound.saturating_add(2 + items.len());
+                stack.extend(items.iter().map(|child| (child, inner)));
+            }
+            Value::String(text) => bound = bound.saturating_add(string_bound(text)),
+            // The longest number serde_json writes: a negative f64 with a
+            // 17-digit mantissa and a three-digit exponent is 24 bytes.
+            Value::Number(_) => bound = bound.saturating_add(24),
+            Value::Bool(_) | Value::Null => bound = bound.saturating_add(5),
         }
-        stack.extend(children.map(|child| (child, inner)));
     }
-    Ok(())
+    Ok(bound)
+}
+
+/// Upper bound on the JSON length of a mapping without its values: braces,
+/// and per entry the quoted key, a colon and a comma.
+fn object_overhead(map: &Body) -> usize {
+    map.keys().fold(2usize, |sum, k| {
+        sum.saturating_add(string_bound(k)).saturating_add(2)
+    })
+}
+
+/// Upper bound on a quoted JSON string: every byte may become a six-byte
+/// `\u00XX` escape.
+fn string_bound(text: &str) -> usize {
+    text.len().saturating_mul(6).saturating_add(2)
 }
 
 /// The compact JSON length of a depth-checked value, counting at most a
@@ -275,6 +316,49 @@ mod tests {
                 Limits::default().check_value(&key(), v),
                 Err(Error::InvalidBody { .. })
             ));
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            // Control characters and quotes: the worst escaping cases.
+            "[\\x00-\\x1f\"\\\\]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((any::<String>(), inner), 0..6)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The cheap size bound must never be below the real size, or a body
+        /// over the limit would be accepted unmeasured.
+        #[test]
+        fn the_size_bound_is_never_below_the_encoded_length(values in proptest::collection::vec(json_value(), 0..6)) {
+            let body: Body = values.into_iter().enumerate().map(|(i, v)| (format!("k{i}"), v)).collect();
+            let mut stack: Vec<(&Value, usize)> = body.values().map(|v| (v, 1)).collect();
+            let bound = object_overhead(&body) + check_depth(&mut stack, usize::MAX).unwrap();
+            let exact = serde_json::to_vec(&body).unwrap().len();
+            proptest::prop_assert!(bound >= exact, "bound {} < exact {}", bound, exact);
+            // And the limit check agrees with the exact length at the edge.
+            let at = Limits { max_depth: 64, max_body_bytes: exact };
+            proptest::prop_assert!(at.check_body(&key(), &body).is_ok());
+            if exact > 0 {
+                let below = Limits { max_depth: 64, max_body_bytes: exact - 1 };
+                proptest::prop_assert!(below.check_body(&key(), &body).is_err());
+            }
         }
     }
 }

@@ -138,6 +138,70 @@ impl PreparedPatch {
 /// hole, so without this a patch that removes one key would shuffle the
 /// others, and a hand-kept YAML file would come back reordered.
 fn restore_order(old: &Body, new: &mut Body, hint: Option<&Body>) {
+    if !in_order(old, new, hint) {
+        reorder(old, new, hint);
+    }
+    for (k, v) in new.iter_mut() {
+        let Value::Object(new_child) = v else {
+            continue;
+        };
+        let Some(Value::Object(old_child)) = old.get(k) else {
+            continue;
+        };
+        let child_hint = match hint {
+            None => None,
+            Some(h) => match h.get(k) {
+                Some(Value::Object(child)) => Some(child),
+                // A merge patch leaves the children it does not name
+                // untouched (and replaces the ones it sets to a non-mapping
+                // outright), so their order needs no repair.
+                _ => continue,
+            },
+        };
+        restore_order(old_child, new_child, child_hint);
+    }
+}
+
+/// Whether `new`'s keys are already where they belong — old keys in their
+/// old order, then new keys in the patch's order, then any other new key —
+/// the usual case (a patch that removes nothing leaves every key in place),
+/// checked in one pass without rebuilding anything.
+fn in_order(old: &Body, new: &Body, hint: Option<&Body>) -> bool {
+    let mut old_keys = old.keys();
+    let mut hint_keys = hint.map(|h| h.keys());
+    // 0: among the old keys, 1: among the patch's new keys, 2: the rest.
+    let mut phase = 0;
+    for k in new.keys() {
+        if old.contains_key(k) {
+            if phase > 0 {
+                return false;
+            }
+            // Old keys passed over are gone from the new body, or come
+            // later and exhaust the iterator: out of order.
+            if !old_keys.any(|o| o == k) {
+                return false;
+            }
+        } else if let (Some(h), Some(keys)) = (hint, hint_keys.as_mut()) {
+            if !h.contains_key(k) {
+                phase = 2;
+                continue;
+            }
+            if phase > 1 {
+                return false;
+            }
+            phase = 1;
+            if !keys.any(|o| o == k) {
+                return false;
+            }
+        } else {
+            phase = 2;
+        }
+    }
+    true
+}
+
+/// Sorts `new`'s entries into the order [`in_order`] describes.
+fn reorder(old: &Body, new: &mut Body, hint: Option<&Body>) {
     let old_rank: std::collections::HashMap<&str, usize> = old
         .keys()
         .enumerate()
@@ -159,16 +223,7 @@ fn restore_order(old: &Body, new: &mut Body, hint: Option<&Body>) {
         })
         .collect();
     entries.sort_by_key(|(rank, _, _)| *rank);
-    for (_, k, mut v) in entries {
-        if let (Some(Value::Object(old_child)), Value::Object(new_child)) = (old.get(&k), &mut v) {
-            let child_hint = match hint.and_then(|h| h.get(&k)) {
-                Some(Value::Object(h)) => Some(h),
-                _ => None,
-            };
-            restore_order(old_child, new_child, child_hint);
-        }
-        new.insert(k, v);
-    }
+    new.extend(entries.into_iter().map(|(_, k, v)| (k, v)));
 }
 
 #[cfg(test)]
@@ -285,5 +340,76 @@ mod tests {
             ),
             Err(Error::InvalidPatch { .. })
         ));
+    }
+
+    /// The order repair as first written: always rebuild, at every level.
+    fn reference_order(old: &Body, new: &mut Body, hint: Option<&Body>) {
+        reorder(old, new, hint);
+        for (k, v) in new.iter_mut() {
+            if let (Some(Value::Object(old_child)), Value::Object(new_child)) = (old.get(k), v) {
+                let child_hint = match hint.and_then(|h| h.get(k)) {
+                    Some(Value::Object(h)) => Some(h),
+                    _ => None,
+                };
+                reference_order(old_child, new_child, child_hint);
+            }
+        }
+    }
+
+    fn small_doc() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![Just(Value::Null), (0..3i64).prop_map(Value::from)];
+        leaf.prop_recursive(3, 40, 5, |inner| {
+            proptest::collection::vec(("[a-f]", inner), 0..5)
+                .prop_map(|entries| Value::Object(entries.into_iter().collect()))
+        })
+    }
+
+    proptest::proptest! {
+        // Key shuffles that the hint check must catch need a removal behind
+        // two added keys: rare, so more cases than the default.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The one-pass check must leave exactly the order the full rebuild
+        /// gives, for merge patches (with their hint) and JSON Patches.
+        #[test]
+        fn the_fast_order_check_agrees_with_the_full_rebuild(
+            old in small_doc(), patch in small_doc(), removals in proptest::collection::vec("[a-f]", 0..3)
+        ) {
+            let Value::Object(old) = old else { return Ok(()) };
+            let limits = Limits::default();
+            // Merge patch: the crate's merge, then both repairs.
+            let mut merged = Value::Object(old.clone());
+            json_patch::merge(&mut merged, &patch);
+            if let (Value::Object(merged), Value::Object(hint)) = (merged, &patch) {
+                let mut fast = merged.clone();
+                restore_order(&old, &mut fast, Some(hint));
+                let mut slow = merged;
+                reference_order(&old, &mut slow, Some(hint));
+                proptest::prop_assert_eq!(
+                    serde_json::to_string(&fast).unwrap(),
+                    serde_json::to_string(&slow).unwrap()
+                );
+            }
+            // JSON Patch removing top-level keys (which shuffles the map).
+            let ops: Vec<Value> = removals
+                .iter()
+                .filter(|k| old.contains_key(k.as_str()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|k| serde_json::json!({"op": "remove", "path": format!("/{k}")}))
+                .collect();
+            let Ok(prepared) = Patch::Json(Value::Array(ops)).prepare(&key(), &limits) else {
+                return Ok(());
+            };
+            if let Ok(out) = prepared.apply(&key(), &old, &limits) {
+                let mut slow = out.clone();
+                reference_order(&old, &mut slow, None);
+                proptest::prop_assert_eq!(
+                    serde_json::to_string(&out).unwrap(),
+                    serde_json::to_string(&slow).unwrap()
+                );
+            }
+        }
     }
 }

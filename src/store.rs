@@ -1,7 +1,8 @@
 //! The engine: the one place where preconditions, patches, validation and
 //! retries happen, on top of any [`StorageBackend`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -73,6 +74,10 @@ pub struct Store {
     /// Compiled validators by (collection, schema revision), shared by
     /// clones of this handle.
     schemas: Arc<SchemaCache>,
+    /// The schema state last read for each collection, shared by clones:
+    /// writes start from it instead of reading the schema document, and
+    /// the commit's guard catches a schema that has moved on since.
+    seen_schemas: Arc<RwLock<HashMap<String, LoadedSchema>>>,
 }
 
 /// The reserved collection holding schema documents: a collection's schema
@@ -110,6 +115,7 @@ impl Store {
             backend,
             options,
             schemas: Arc::new(SchemaCache::new()),
+            seen_schemas: Arc::default(),
         }
     }
 
@@ -388,8 +394,42 @@ impl Store {
     }
 
     /// Reads a collection's schema document and returns its compiled
-    /// validator from the cache (compiling it on first use).
+    /// validator from the cache (compiling it on first use), and remembers
+    /// it as the collection's last seen schema.
     pub(crate) fn load_schema(&self, schema_key: &Key) -> Result<LoadedSchema> {
+        let loaded = self.read_schema(schema_key)?;
+        let mut seen = self
+            .seen_schemas
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match seen.get_mut(schema_key.name()) {
+            // Only ever forward: a slow reader must not undo a newer one.
+            Some(known) if known.revision >= loaded.revision => {}
+            Some(known) => *known = loaded.clone(),
+            None => {
+                seen.insert(schema_key.name().to_owned(), loaded.clone());
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The schema a write starts from: the last one seen by this handle, or
+    /// a fresh read when there is none. `true` with it when it was read
+    /// just now.
+    fn starting_schema(&self, schema_key: &Key) -> Result<(LoadedSchema, bool)> {
+        let seen = self
+            .seen_schemas
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(schema_key.name())
+            .cloned();
+        match seen {
+            Some(loaded) => Ok((loaded, false)),
+            None => Ok((self.load_schema(schema_key)?, true)),
+        }
+    }
+
+    fn read_schema(&self, schema_key: &Key) -> Result<LoadedSchema> {
         let Some(record) = self.backend.read(schema_key)? else {
             return Ok(LoadedSchema {
                 revision: 0,
@@ -418,6 +458,13 @@ impl Store {
             revision: record.revision,
             compiled: Some(compiled),
         })
+    }
+
+    fn forget_seen_schema(&self, collection: &str) {
+        self.seen_schemas
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(collection);
     }
 
     /// Fills defaults on a create and validates a new body against a
@@ -460,13 +507,23 @@ impl Store {
         let retry = self.options.retry;
         let schema_key = schema_key_for(key)?;
         let mut attempt = 1u32;
+        // Whether the next attempt must read the schema document rather
+        // than start from the one last seen.
+        let mut reread_schema = false;
         loop {
-            // The schema is read before the document and the commit is
-            // guarded on its revision: if the schema changes in between, the
-            // commit is refused and the write starts over under the new one.
-            let schema = match &schema_key {
-                Some(schema_key) => Some(self.load_schema(schema_key)?),
-                None => None,
+            // The write is validated against a schema revision and its
+            // commit is guarded on that revision: if the schema is not (or
+            // no longer) the current one at commit time, the commit is
+            // refused and the write starts over from a fresh read of the
+            // schema. So the schema last seen by this handle is a safe
+            // starting point, and the common write reads no schema at all.
+            let (schema, schema_is_fresh) = match &schema_key {
+                Some(schema_key) if reread_schema => (Some(self.load_schema(schema_key)?), true),
+                Some(schema_key) => {
+                    let (loaded, fresh) = self.starting_schema(schema_key)?;
+                    (Some(loaded), fresh)
+                }
+                None => (None, true),
             };
             let record = self.backend.read(key)?;
             let current = current_of(record.as_ref());
@@ -489,7 +546,16 @@ impl Store {
             let mut body = step(key, record.as_ref())?;
             if let (Some(new), Some(loaded)) = (body.as_mut(), schema.as_ref()) {
                 let old = record.as_ref().and_then(|r| r.body.as_ref());
-                self.check_schema(key, loaded, new, old)?;
+                if let Err(refused) = self.check_schema(key, loaded, new, old) {
+                    if schema_is_fresh {
+                        return Err(refused);
+                    }
+                    // Refuse only on the current schema: the one remembered
+                    // may have been relaxed since. Not a lost race, so no
+                    // attempt is spent and no pause taken.
+                    reread_schema = true;
+                    continue;
+                }
             }
             let kind = match (&body, current.is_live()) {
                 (None, _) => ChangeKind::Deleted,
@@ -510,7 +576,14 @@ impl Store {
                 kind,
             };
             match self.backend.commit(&commit)? {
-                CommitOutcome::Committed => return Ok((commit.new_revision(), body)),
+                CommitOutcome::Committed => {
+                    if key.collection() == SCHEMA_COLLECTION {
+                        // This handle's next write to the collection should
+                        // not need a lost race to learn of the change.
+                        self.forget_seen_schema(key.name());
+                    }
+                    return Ok((commit.new_revision(), body));
+                }
                 CommitOutcome::Conflict { actual } => {
                     // A compare-and-swap reports the loss at once; the next
                     // read would only confirm that the revision moved on.
@@ -522,7 +595,7 @@ impl Store {
                         });
                     }
                 }
-                CommitOutcome::GuardChanged { .. } => {}
+                CommitOutcome::GuardChanged { .. } => reread_schema = true,
             }
             if attempt >= retry.max_attempts {
                 return Err(Error::RetriesExhausted {
@@ -536,5 +609,96 @@ impl Store {
                 std::thread::sleep(pause);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::memory::MemoryBackend;
+
+    /// The memory backend, counting reads of schema documents.
+    #[derive(Debug, Default)]
+    struct CountingBackend {
+        inner: MemoryBackend,
+        schema_reads: AtomicUsize,
+    }
+
+    impl StorageBackend for CountingBackend {
+        fn kind(&self) -> &'static str {
+            "counting"
+        }
+        fn read(&self, key: &Key) -> Result<Option<Record>> {
+            if key.collection() == SCHEMA_COLLECTION {
+                self.schema_reads.fetch_add(1, Ordering::SeqCst);
+            }
+            self.inner.read(key)
+        }
+        fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
+            self.inner.commit(commit)
+        }
+        fn list(&self, collection: &str) -> Result<Vec<Entry>> {
+            self.inner.list(collection)
+        }
+        fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+            self.inner.changes_since(after, limit)
+        }
+        fn last_seq(&self) -> Result<u64> {
+            self.inner.last_seq()
+        }
+    }
+
+    #[test]
+    fn writes_start_from_the_schema_last_seen_and_reread_only_when_it_moved() {
+        let backend = Arc::new(CountingBackend::default());
+        let reads = |b: &CountingBackend| b.schema_reads.load(Ordering::SeqCst);
+        let store = Store::with_options(backend.clone(), StoreOptions::default());
+        let admin = Store::with_options(backend.clone(), StoreOptions::default());
+        admin
+            .set_schema(
+                "c",
+                json!({"attributes": [{"name": "n", "type": "integer"}]}),
+                Precondition::Any,
+            )
+            .unwrap();
+        let before = reads(&backend);
+        store.create("c", "d", json!({"n": 0})).unwrap();
+        for i in 1..20 {
+            store
+                .patch("c", "d", &Patch::Merge(json!({"n": i})), Precondition::Any)
+                .unwrap();
+        }
+        assert_eq!(reads(&backend) - before, 1, "one read for 20 writes");
+
+        // Another handle changes the schema: the next write loses on the
+        // guard, reads the schema once and is checked against it.
+        admin
+            .set_schema(
+                "c",
+                json!({"attributes": [{"name": "n", "type": "integer", "max": 5}]}),
+                Precondition::Revision(1),
+            )
+            .unwrap();
+        let before = reads(&backend);
+        let refused = store.patch("c", "d", &Patch::Merge(json!({"n": 50})), Precondition::Any);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::SchemaViolation {
+                    schema_revision: 2,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(reads(&backend) - before, 1);
+        store
+            .patch("c", "d", &Patch::Merge(json!({"n": 3})), Precondition::Any)
+            .unwrap();
+        assert_eq!(reads(&backend) - before, 1);
     }
 }
