@@ -7,9 +7,10 @@
 //! feature). [`Fs`] sits on top and is the one spot that turns an
 //! operating-system error into [`Error::Io`] naming the step and the path.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,8 +23,17 @@ use revstore::{Error, Result};
 /// those semantics (an atomic `rename`, `flock` locks that belong to the
 /// open file, `fsync` that reports write-back failures).
 pub trait FileSystem: Send + Sync + fmt::Debug {
-    /// Reads a whole file (`NotFound` when it or its folder is missing).
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Reads a whole file into `buf`, from its start, and returns the
+    /// file's length: its bytes are `buf[..len]`. `buf` is used as it is
+    /// (its length, not its capacity, is the room available) and grown,
+    /// zero-filled, when the file does not fit; what lies past the file's
+    /// length is unspecified. `NotFound` when the file or its folder is
+    /// missing.
+    ///
+    /// A read that returns fewer bytes than asked ends the file, as it does
+    /// for regular files on Linux: so a file that fits is read with one
+    /// `read` call, and no `stat` is needed to size the buffer.
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize>;
     /// Whether a path is a folder, following symbolic links.
     fn is_dir(&self, path: &Path) -> io::Result<bool>;
     /// Lists a folder's entries (not `.` and `..`).
@@ -82,8 +92,25 @@ pub enum LockMode {
 pub struct RealFs;
 
 impl FileSystem for RealFs {
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let mut file = File::open(path)?;
+        if buf.len() < MIN_READ_BUFFER {
+            buf.resize(MIN_READ_BUFFER, 0);
+        }
+        let mut filled = 0;
+        loop {
+            let n = match file.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            filled += n;
+            if n == 0 || filled < buf.len() {
+                return Ok(filled);
+            }
+            // Full: the file may go on.
+            buf.resize(buf.len().saturating_mul(2), 0);
+        }
     }
 
     fn is_dir(&self, path: &Path) -> io::Result<bool> {
@@ -176,6 +203,35 @@ impl FileSystem for RealFs {
     }
 }
 
+/// The least room [`RealFs::read_into`] reads into: the documents of a
+/// store are mostly smaller, so they are read with one call.
+const MIN_READ_BUFFER: usize = 64 * 1024;
+
+/// A thread's read buffer is given up after holding a file larger than
+/// this, so one big document does not pin its memory for the thread's life.
+const MAX_KEPT_READ_BUFFER: usize = 1024 * 1024;
+
+thread_local! {
+    /// Each thread's buffer for [`with_read_buffer`]; zero-filled once and
+    /// reused, so reading a small file allocates nothing.
+    static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's reusable read buffer (for
+/// [`Fs::read_into`]); a fresh one when it is in use further up the stack.
+pub fn with_read_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let result = f(&mut buf);
+            if buf.len() > MAX_KEPT_READ_BUFFER {
+                *buf = Vec::new();
+            }
+            result
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
 /// A [`FileSystem`] with the backend's error handling: every failure is an
 /// [`Error::Io`] naming the step and the path; "not found" is an answer
 /// where the caller expects it.
@@ -208,8 +264,18 @@ impl Fs {
 
     /// Reads a whole file; `None` when it (or its folder) does not exist.
     pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        match self.0.read(path) {
-            Ok(bytes) => Ok(Some(bytes)),
+        let mut buf = Vec::new();
+        Ok(self.read_into(path, &mut buf)?.map(|len| {
+            buf.truncate(len);
+            buf
+        }))
+    }
+
+    /// Reads a whole file into `buf` (see [`FileSystem::read_into`]) and
+    /// returns its length; `None` when it (or its folder) does not exist.
+    pub fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        match self.0.read_into(path, buf) {
+            Ok(len) => Ok(Some(len)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("read", path, e)),
         }

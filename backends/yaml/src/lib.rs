@@ -127,6 +127,15 @@
 //! but not in their appends and renames. Network filesystems whose `flock`
 //! is not shared between machines are not supported.
 //!
+//! **Warm reads.** Each handle keeps the records it decoded or wrote
+//! (bounded; see [`with_decode_cache`](YamlBackend::with_decode_cache)),
+//! each with the exact bytes of the file it came from. A read still reads
+//! the whole file, but skips parsing it when its bytes are identical to
+//! those cached. Timestamps, sizes and inode numbers are never trusted, so
+//! any change at all — a commit by another handle or process, a hand edit
+//! in place that keeps the file's size and timestamp, a file replaced by
+//! one stating the same revision — is seen by the next read.
+//!
 //! # Change feed
 //! Every commit appends one line to the newest segment file under
 //! `.revstore/changes/`:
@@ -292,8 +301,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use revstore::{
-    backend::current_of, Change, Commit, CommitOutcome, Durability, Entry, Error, Key, NameKind,
-    Record, Result, StorageBackend,
+    backend::current_of, Change, Commit, CommitOutcome, DecodeCache, Durability, Entry, Error, Key,
+    NameKind, Record, Result, StorageBackend,
 };
 
 use changelog::ChangeLog;
@@ -350,6 +359,10 @@ pub struct YamlBackend {
     synced_collections: Mutex<HashSet<String>>,
     /// The change feed.
     changes: ChangeLog,
+    /// Records decoded from files this handle read or wrote, each valid
+    /// only for the exact bytes it came from: a read still reads the whole
+    /// file, and skips parsing it when the bytes are the ones cached.
+    decodes: DecodeCache,
 }
 
 impl YamlBackend {
@@ -419,9 +432,26 @@ impl YamlBackend {
                 options.retain_changes,
                 options.durability == Durability::Full,
             ),
+            decodes: DecodeCache::default(),
         };
         backend.create_dir_all(root)?;
         Ok(backend)
+    }
+
+    /// Sets how many bytes of decoded records this handle keeps for warm
+    /// reads (about twice the size of the files they came from; default
+    /// [`revstore::DEFAULT_DECODE_CACHE_BYTES`]); 0 keeps none, so every
+    /// read parses its file. Drops what was cached.
+    pub fn with_decode_cache(mut self, max_bytes: usize) -> YamlBackend {
+        self.decodes = DecodeCache::new(max_bytes);
+        self
+    }
+
+    /// The cache of decoded records (feature `testkit`), for tests that
+    /// check it stays bounded.
+    #[cfg(feature = "testkit")]
+    pub fn decode_cache(&self) -> &DecodeCache {
+        &self.decodes
     }
 
     /// The root folder.
@@ -441,9 +471,17 @@ impl YamlBackend {
 
     /// The file holding a document.
     pub fn document_path(&self, key: &Key) -> PathBuf {
-        self.root
-            .join(key.collection())
-            .join(format!("{}.yaml", key.name()))
+        // One allocation: this is on the path of every read.
+        let root = self.root.as_os_str();
+        let mut path = std::ffi::OsString::with_capacity(
+            root.len() + key.collection().len() + key.name().len() + 7,
+        );
+        path.push(root);
+        let mut path = PathBuf::from(path);
+        path.push(key.collection());
+        path.push(key.name());
+        path.as_mut_os_string().push(".yaml");
+        path
     }
 
     fn lock_path(&self, key: &Key) -> PathBuf {
@@ -520,28 +558,40 @@ impl YamlBackend {
         Ok(())
     }
 
+    /// Reads and decodes a document, or takes the record decoded before
+    /// from the cache when the file holds exactly the bytes it came from.
     fn read_record(&self, key: &Key) -> Result<Option<Record>> {
         let path = self.document_path(key);
-        match self.fs.read(&path)? {
-            Some(bytes) => {
-                codec::decode(&bytes, &label(key.collection(), key.name()), &path).map(Some)
+        fs::with_read_buffer(|buf| {
+            let Some(len) = self.fs.read_into(&path, buf)? else {
+                self.decodes.forget(key);
+                return Ok(None);
+            };
+            let bytes = &buf[..len];
+            if let Some(record) = self.decodes.lookup(key, bytes) {
+                return Ok(Some(record));
             }
-            None => Ok(None),
-        }
+            let record = codec::decode(bytes, &label(key.collection(), key.name()), &path)?;
+            self.decodes.insert(key, bytes, &record);
+            Ok(Some(record))
+        })
     }
 
     /// The live revision of one listed file, `None` for a tombstone.
     fn listed_revision(&self, collection: &str, name: &str, path: &Path) -> Result<Option<u64>> {
-        let Some(bytes) = self.fs.read(path)? else {
-            // Removed by hand since the folder was listed.
-            return Ok(None);
-        };
-        let label = label(collection, name);
-        if let Some(header) = codec::scan(&bytes, &label) {
-            return Ok(header.live.then_some(header.revision));
-        }
-        let record = codec::decode(&bytes, &label, path)?;
-        Ok(record.body.is_some().then_some(record.revision))
+        fs::with_read_buffer(|buf| {
+            let Some(len) = self.fs.read_into(path, buf)? else {
+                // Removed by hand since the folder was listed.
+                return Ok(None);
+            };
+            let bytes = &buf[..len];
+            let label = label(collection, name);
+            if let Some(header) = codec::scan(bytes, &label) {
+                return Ok(header.live.then_some(header.revision));
+            }
+            let record = codec::decode(bytes, &label, path)?;
+            Ok(record.body.is_some().then_some(record.revision))
+        })
     }
 }
 
@@ -627,6 +677,17 @@ impl StorageBackend for YamlBackend {
             return Err(e);
         }
         change.finish();
+        // The file now holds `bytes`, which decode to this record (encoding
+        // round-trips every body exactly), so the next read of the key by
+        // this handle, such as the next patch's, skips parsing.
+        self.decodes.insert(
+            key,
+            &bytes,
+            &Record {
+                revision: new_revision,
+                body: commit.body.cloned(),
+            },
+        );
         // Outside the feed lock: the line is already durable, so a power
         // loss before this fsync leaves at most the documented extra line.
         if self.syncs() {

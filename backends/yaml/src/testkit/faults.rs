@@ -13,7 +13,7 @@ use crate::fs::{DirEntry, FileSystem, LockMode};
 /// method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OpKind {
-    /// [`FileSystem::read`].
+    /// [`FileSystem::read_into`].
     Read,
     /// [`FileSystem::is_dir`].
     IsDir,
@@ -184,9 +184,9 @@ impl FaultyFs {
 }
 
 impl FileSystem for FaultyFs {
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
         self.check(OpKind::Read, path)?;
-        self.inner.read(path)
+        self.inner.read_into(path, buf)
     }
 
     fn is_dir(&self, path: &Path) -> io::Result<bool> {

@@ -114,8 +114,8 @@ fn exists(path: &Path) -> bool {
 }
 
 impl FileSystem for RecordingFs {
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.inner.read(path)
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.inner.read_into(path, buf)
     }
 
     fn is_dir(&self, path: &Path) -> io::Result<bool> {
