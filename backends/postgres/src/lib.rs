@@ -556,8 +556,11 @@ impl PostgresBackend {
         let patience = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(100));
+        // Locking the counter row gives this lookup a transaction id, so
+        // its end writes a commit record: `local` keeps it from waiting for
+        // a synchronous standby that may be the very reason for the outage.
         conn.client.batch_execute(&format!(
-            "SET lock_timeout = {}",
+            "SET lock_timeout = {}; SET synchronous_commit = local",
             patience.as_millis().max(1)
         ))?;
         let ns = schema::quote(&self.namespace);
