@@ -21,6 +21,11 @@
 //!   seqs (or every `retain_changes`, when smaller); a reader takes the
 //!   retention horizon and the rows from one snapshot, so a cursor older
 //!   than the horizon always gets [`Error::Compacted`], never a gap.
+//! - **Warm reads skip parsing.** Each handle keeps a bounded cache
+//!   ([`revstore::DEFAULT_DECODE_CACHE_BYTES`]) of the bodies it read or
+//!   wrote, keyed by their exact stored JSON text: a read still fetches the
+//!   row, and reuses the decoded body only when the text is byte-for-byte
+//!   the one decoded before (the revision always comes from the row).
 //! - **Readers never write** and, thanks to WAL, never wait for writers. A
 //!   file that cannot be put in WAL mode is refused
 //!   ([`Error::InvalidConfig`] naming it), and so are in-memory databases.
@@ -72,8 +77,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use revstore::{
-    Change, Commit, CommitOutcome, Current, Durability, Entry, Error, Key, Record, Result,
-    DEFAULT_RETAINED_CHANGES,
+    Body, Change, Commit, CommitOutcome, Current, DecodeCache, Durability, Entry, Error, Key,
+    Record, Result, DEFAULT_RETAINED_CHANGES,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -124,6 +129,9 @@ pub struct SqliteBackend {
     retain_changes: u64,
     /// [`SqliteOptions::lock_timeout`].
     lock_timeout: Duration,
+    /// Bodies this handle decoded or wrote, by the exact JSON text stored,
+    /// so that a read of an unchanged row skips parsing.
+    decoded: DecodeCache,
 }
 
 /// The row of a key: its last revision and body.
@@ -190,12 +198,31 @@ impl SqliteBackend {
             pool,
             retain_changes: options.retain_changes,
             lock_timeout: options.lock_timeout,
+            decoded: DecodeCache::default(),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         self.pool.path()
+    }
+}
+
+impl SqliteBackend {
+    /// Caches what this handle just committed, so that its next read of
+    /// the key (the engine reads before every write) skips parsing.
+    fn remember(&self, key: &Key, revision: i64, body: Option<&Body>, text: Option<&str>) {
+        match (body, text) {
+            (Some(body), Some(text)) => self.decoded.insert(
+                key,
+                text.as_bytes(),
+                &Record {
+                    revision: revision.unsigned_abs(),
+                    body: Some(body.clone()),
+                },
+            ),
+            _ => self.decoded.forget(key),
+        }
     }
 }
 
@@ -238,14 +265,10 @@ impl revstore::StorageBackend for SqliteBackend {
             || {
                 let conn = self.pool.get()?;
                 let mut stmt = conn.prepare_cached(SELECT_RECORD)?;
-                let found = stmt
-                    .query_row(params![key.collection(), key.name()], |row| {
-                        row::record(row, path, key)
-                    })
-                    .optional()?;
-                match found {
+                let mut rows = stmt.query(params![key.collection(), key.name()])?;
+                match rows.next()? {
                     None => Ok(None),
-                    Some(record) => Ok(Some(record?)),
+                    Some(row) => row::record(row, path, key, &self.decoded).map(Some),
                 }
             },
         )
@@ -264,7 +287,7 @@ impl revstore::StorageBackend for SqliteBackend {
                 key: key.clone(),
                 reason: format!("cannot be encoded as JSON: {e}"),
             })?;
-        retry_busy(
+        let outcome = retry_busy(
             self.lock_timeout,
             path,
             || format!("committing {key} to {}", path.display()),
@@ -305,7 +328,11 @@ impl revstore::StorageBackend for SqliteBackend {
                 tx.commit()?;
                 Ok(CommitOutcome::Committed)
             },
-        )
+        )?;
+        if outcome == CommitOutcome::Committed {
+            self.remember(key, new_revision, commit.body, body.as_deref());
+        }
+        Ok(outcome)
     }
 
     fn list(&self, collection: &str) -> Result<Vec<Entry>> {

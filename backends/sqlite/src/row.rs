@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
-use revstore::{Body, Current, Error, Key, Record};
+use revstore::{Body, Current, DecodeCache, Error, Key, Record};
 use rusqlite::types::ValueRef;
 use serde_json::Value;
+
+use crate::failure::Failure;
 
 /// Where a key's row lives, for [`Error::Corrupt`]: `<file>: <collection>/<name>`.
 pub(crate) fn location(path: &Path, key: &Key) -> String {
@@ -57,18 +59,37 @@ pub(crate) fn body(
     }
 }
 
-/// A full record from a `(revision, body)` row.
+/// A full record from a `(revision, body)` row. A body whose exact text
+/// `cache` decoded before is cloned from it instead of parsed again; any
+/// other body is parsed and remembered. The revision always comes from the
+/// row, so a cached body never carries a stale revision.
 pub(crate) fn record(
     row: &rusqlite::Row<'_>,
     path: &Path,
     key: &Key,
-) -> rusqlite::Result<Result<Record, Error>> {
+    cache: &DecodeCache,
+) -> Result<Record, Failure> {
     let at = || location(path, key);
-    let revision = match revision(row.get_ref(0)?, at) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
+    let revision = revision(row.get_ref(0)?, at)?;
+    let stored = row.get_ref(1)?;
+    let ValueRef::Text(text) = stored else {
+        return Ok(Record {
+            revision,
+            body: body(stored, at)?,
+        });
     };
-    Ok(body(row.get_ref(1)?, at).map(|body| Record { revision, body }))
+    if let Some(cached) = cache.lookup(key, text) {
+        return Ok(Record {
+            revision,
+            body: cached.body,
+        });
+    }
+    let record = Record {
+        revision,
+        body: body(stored, at)?,
+    };
+    cache.insert(key, text, &record);
+    Ok(record)
 }
 
 /// The state of a key from a `(revision, body IS NULL)` row, without
