@@ -20,17 +20,24 @@ use std::path::Path;
 use revstore::{
     parse_retention, Durability, Error, MemoryBackend, Result, Store, DEFAULT_RETAINED_CHANGES,
 };
+use revstore_postgres::PostgresBackend;
 use revstore_sqlite::{SqliteBackend, SqliteOptions};
 use revstore_yaml::{YamlBackend, YamlOptions};
 
 /// Opens a store from `yaml:DIR`, `sqlite:FILE` or `memory:`, optionally
 /// followed by options: `?durability=full|relaxed` and `retain=N` (how many
-/// changes the change feed keeps), joined with `&`.
+/// changes the change feed keeps), joined with `&`; or from a PostgreSQL
+/// URL, `postgres://user@host:port/database?…` (also `postgresql://`),
+/// whose query takes revstore's `durability`, `retain`, `namespace` and
+/// `pool_size` beside libpq's parameters (see `revstore_postgres`).
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for an unknown scheme or option, and the
 /// backend's errors when opening.
 pub fn open_store(url: &str) -> Result<Store> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Store::open(PostgresBackend::open(url)?));
+    }
     let invalid = |reason: &str| Error::InvalidConfig {
         input: url.to_owned(),
         reason: reason.to_owned(),
@@ -77,7 +84,7 @@ pub fn open_store(url: &str) -> Result<Store> {
         }
         "memory" => Err(invalid("memory: takes no path")),
         _ => Err(invalid(
-            "unknown scheme; expected yaml:, sqlite: or memory:",
+            "unknown scheme; expected yaml:, sqlite:, memory: or postgres://",
         )),
     }
 }

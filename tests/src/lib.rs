@@ -24,19 +24,39 @@ use revstore::testkit::checker::{check, Summary, Violation};
 use revstore::testkit::history::{HistoryWriter, Record, Sink};
 use revstore::testkit::workload::{run_on, Handles, Step};
 use revstore::testkit::{MemoryTestBackend, TestBackend};
+use revstore::Durability;
+use revstore_postgres::testkit::PostgresTestBackend;
 use revstore_sqlite::testkit::SqliteTestBackend;
 use revstore_yaml::testkit::YamlTestBackend;
 
-/// Every real backend, each making fresh, empty locations.
+/// Every real backend, each making fresh, empty locations; PostgreSQL only
+/// when a test server is named by `REVSTORE_POSTGRES_URL`.
 pub fn backends() -> Vec<Box<dyn TestBackend>> {
-    vec![
+    let mut backends: Vec<Box<dyn TestBackend>> = vec![
         Box::new(MemoryTestBackend),
         Box::new(YamlTestBackend::default()),
         Box::new(SqliteTestBackend::default()),
-    ]
+    ];
+    if let Ok(url) = std::env::var(revstore_postgres::testkit::URL_VARIABLE) {
+        if !url.is_empty() {
+            backends.push(Box::new(PostgresTestBackend {
+                durability: Durability::Full,
+                url,
+            }));
+        }
+    }
+    backends
 }
 
-/// The backend called `name` (`memory`, `yaml`, `sqlite`).
+/// Whether the calling PostgreSQL test must stop here because no test
+/// server is named: it then says it is skipped and why (and under CI, where
+/// skipping is not allowed, it panics instead). Call it first in every
+/// test that uses `backend("postgres")`.
+pub fn skip_postgres() -> bool {
+    revstore_postgres::testkit::server_url("a revstore-tests suite on PostgreSQL").is_none()
+}
+
+/// The backend called `name` (`memory`, `yaml`, `sqlite`, `postgres`).
 ///
 /// # Panics
 /// When there is no such backend.

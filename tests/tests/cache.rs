@@ -31,7 +31,7 @@ use revstore::testkit::workload::{final_reads, generate, run_threads, Handles};
 use revstore::CachedStore;
 use revstore_tests::follow::{goes_backwards, lossy, read_through_cache};
 use revstore_tests::worker::{Worker, WAIT};
-use revstore_tests::{backend, check_saving, worker_args};
+use revstore_tests::{backend, check_saving, skip_postgres, worker_args};
 use serde_json::{json, Value};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_revstore-worker");
@@ -157,6 +157,14 @@ fn yaml_a_cache_never_goes_backwards_and_catches_up_across_processes() {
 #[test]
 fn sqlite_a_cache_never_goes_backwards_and_catches_up_across_processes() {
     cache_across_processes("sqlite");
+}
+
+#[test]
+fn postgres_a_cache_never_goes_backwards_and_catches_up_across_processes() {
+    if skip_postgres() {
+        return;
+    }
+    cache_across_processes("postgres");
 }
 
 /// Reads through a cache over `store` on one thread while four threads

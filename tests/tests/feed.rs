@@ -36,7 +36,7 @@ use revstore::testkit::workload::{final_reads, generate, run_client, run_threads
 use revstore::testkit::TestLocation;
 use revstore_tests::follow::{feed_after, follow, lossy, take_cursor, Until};
 use revstore_tests::worker::{Worker, WAIT};
-use revstore_tests::{backend, check_saving, worker_args};
+use revstore_tests::{backend, check_saving, skip_postgres, worker_args};
 use serde_json::Value;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_revstore-worker");
@@ -174,6 +174,14 @@ fn yaml_followers_receive_exactly_the_committed_revisions_after_their_cursor() {
 #[test]
 fn sqlite_followers_receive_exactly_the_committed_revisions_after_their_cursor() {
     feed_across_processes("sqlite");
+}
+
+#[test]
+fn postgres_followers_receive_exactly_the_committed_revisions_after_their_cursor() {
+    if skip_postgres() {
+        return;
+    }
+    feed_across_processes("postgres");
 }
 
 #[test]

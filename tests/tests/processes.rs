@@ -16,7 +16,7 @@ use revstore::testkit::history::{read_history, Client, MemorySink, Record};
 use revstore::testkit::soak_factor;
 use revstore::testkit::workload::{disjoint_field, final_reads, COUNTERS};
 use revstore::testkit::TestLocation;
-use revstore_tests::{backend, check_saving};
+use revstore_tests::{backend, check_saving, skip_postgres};
 use serde_json::json;
 
 const PROCESSES: u32 = 3;
@@ -178,6 +178,14 @@ fn sqlite_history() {
 }
 
 #[test]
+fn postgres_history() {
+    if skip_postgres() {
+        return;
+    }
+    history("postgres");
+}
+
+#[test]
 fn yaml_increments() {
     increments("yaml");
 }
@@ -188,6 +196,14 @@ fn sqlite_increments() {
 }
 
 #[test]
+fn postgres_increments() {
+    if skip_postgres() {
+        return;
+    }
+    increments("postgres");
+}
+
+#[test]
 fn yaml_disjoint_patches() {
     disjoint("yaml");
 }
@@ -195,4 +211,12 @@ fn yaml_disjoint_patches() {
 #[test]
 fn sqlite_disjoint_patches() {
     disjoint("sqlite");
+}
+
+#[test]
+fn postgres_disjoint_patches() {
+    if skip_postgres() {
+        return;
+    }
+    disjoint("postgres");
 }

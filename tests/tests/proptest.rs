@@ -2,7 +2,7 @@
 //! backend and checked. A failure shrinks to a small workload (fewer
 //! threads, fewer and simpler steps), shown with the checker's message.
 //!
-//! Default size: memory 48 cases, YAML and SQLite 24 each, of 2–6 threads ×
+//! Default size: memory 48 cases, YAML and SQLite 24 each, PostgreSQL 12, of 2–6 threads ×
 //! 1–24 steps on 1–3 keys (about 50 operations per case on average, some
 //! 4 800 in all), plus the shrinking demonstration on the broken backend
 //! (up to 64 cases, then shrinking); `REVSTORE_SOAK=N` multiplies the case
@@ -15,7 +15,7 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestE
 use revstore::testkit::soak_factor;
 use revstore::testkit::workload::{workload, BrokenTestBackend, Handles, Step};
 use revstore::testkit::TestBackend;
-use revstore_tests::{backend, run_checked};
+use revstore_tests::{backend, run_checked, skip_postgres};
 
 /// A workload of 2–6 threads of up to 24 steps on 1–3 keys, and whether the
 /// threads share one handle.
@@ -92,6 +92,23 @@ proptest! {
     #[test]
     fn sqlite_histories_check((workload, shared) in cases()) {
         run_case(backend("sqlite").as_ref(), &workload, shared)?;
+    }
+}
+
+/// As the others, on PostgreSQL (fewer cases: each makes a namespace and
+/// connects every handle).
+#[test]
+fn postgres_histories_check() {
+    if skip_postgres() {
+        return;
+    }
+    let backend = backend("postgres");
+    let mut runner = TestRunner::new(config(12));
+    let result = runner.run(&cases(), |(workload, shared)| {
+        run_case(backend.as_ref(), &workload, shared)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 

@@ -41,7 +41,7 @@ use revstore_tests::schema_race::{
 };
 use revstore_tests::serve::{Command, Session};
 use revstore_tests::worker::{Worker, WAIT};
-use revstore_tests::{backend, check_saving_allowing, worker_args};
+use revstore_tests::{backend, check_saving_allowing, skip_postgres, worker_args};
 use serde_json::{json, Value};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_revstore-worker");
@@ -267,6 +267,14 @@ fn sqlite_a_long_lived_process_follows_live_schema_changes() {
 }
 
 #[test]
+fn postgres_a_long_lived_process_follows_live_schema_changes() {
+    if skip_postgres() {
+        return;
+    }
+    long_lived_handle("postgres");
+}
+
+#[test]
 fn memory_a_long_lived_handle_follows_live_schema_changes() {
     let location = backend("memory").fresh();
     let (mut writer, mut setter) = (location.open(), location.open());
@@ -479,6 +487,14 @@ fn yaml_no_committed_revision_breaks_the_schema_current_at_its_commit() {
 #[test]
 fn sqlite_no_committed_revision_breaks_the_schema_current_at_its_commit() {
     race_across_processes("sqlite");
+}
+
+#[test]
+fn postgres_no_committed_revision_breaks_the_schema_current_at_its_commit() {
+    if skip_postgres() {
+        return;
+    }
+    race_across_processes("postgres");
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use revstore::testkit::soak_factor;
 use revstore::testkit::workload::{generate, increment, Handles, COUNTERS};
-use revstore_tests::{backend, run_checked};
+use revstore_tests::{backend, run_checked, skip_postgres};
 use serde_json::json;
 
 /// (threads, steps per thread, keys) of one round.
@@ -69,8 +69,24 @@ fn sqlite_shared_handle() {
 }
 
 #[test]
+fn postgres_shared_handle() {
+    if skip_postgres() {
+        return;
+    }
+    seeded_runs("postgres", Handles::Shared);
+}
+
+#[test]
 fn sqlite_own_handles() {
     seeded_runs("sqlite", Handles::Own);
+}
+
+#[test]
+fn postgres_own_handles() {
+    if skip_postgres() {
+        return;
+    }
+    seeded_runs("postgres", Handles::Own);
 }
 
 /// 8 threads, each with its own handle, each adding 1 twenty times by
@@ -107,4 +123,12 @@ fn yaml_counter_sums() {
 #[test]
 fn sqlite_counter_sums() {
     counter_sums("sqlite");
+}
+
+#[test]
+fn postgres_counter_sums() {
+    if skip_postgres() {
+        return;
+    }
+    counter_sums("postgres");
 }
