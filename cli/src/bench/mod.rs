@@ -11,7 +11,9 @@
 //!   read (YAML) and a raw `SELECT` (SQLite);
 //! - `contention`: T threads or P processes on one key or on one key each;
 //! - `growth`: patch latency against body size and store size, list time
-//!   and peak memory of a large collection.
+//!   and peak memory of a large collection;
+//! - `postgres`: revstore-postgres beside raw statements on the same
+//!   server (only when `REVSTORE_POSTGRES_URL` names one).
 //!
 //! Figures are medians of several samples of N operations; a case and its
 //! baseline are measured in alternation where practical, so that both see
@@ -24,6 +26,7 @@ mod floor;
 mod growth;
 pub mod measure;
 mod ops;
+mod postgres;
 pub mod raw;
 pub mod report;
 pub mod subject;
@@ -42,7 +45,14 @@ use crate::error::CliError;
 use subject::Config;
 
 /// The groups of measurements, in the order they run.
-pub const GROUPS: [&str; 5] = ["baselines", "ops", "warm-get", "contention", "growth"];
+pub const GROUPS: [&str; 6] = [
+    "baselines",
+    "ops",
+    "warm-get",
+    "contention",
+    "growth",
+    "postgres",
+];
 
 /// The options of `revstore bench`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -55,7 +65,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Run only these groups (comma-separated): baselines, ops, warm-get,
-    /// contention, growth.
+    /// contention, growth, postgres (needs REVSTORE_POSTGRES_URL).
     #[arg(long, value_delimiter = ',', value_name = "GROUP,...")]
     pub only: Vec<String>,
     /// Measure in this folder (on the disk to be measured) instead of a
@@ -247,6 +257,7 @@ pub fn run(args: &BenchArgs, exe: &Path, progress: &mut dyn Write) -> Result<Vec
             "ops" => ops::run(&mut group_ctx)?,
             "warm-get" => warm::run(&mut group_ctx)?,
             "contention" => contention::run(&mut group_ctx)?,
+            "postgres" => postgres::run(&mut group_ctx)?,
             _ => growth::run(&mut group_ctx)?,
         };
         rows.append(&mut found);
