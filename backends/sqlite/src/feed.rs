@@ -10,9 +10,13 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::failure::Failure;
 use crate::row;
 
-/// Records one change; its seq is the next one SQLite hands out.
-const INSERT_CHANGE: &str =
-    "INSERT INTO changes (collection, name, revision, kind) VALUES (?1, ?2, ?3, ?4)";
+/// Records one change under the next seq: one past the newest change, or
+/// past the horizon when pruning or a migration left no newer change.
+/// Pruning keeps the newest change, so no seq is handed out twice.
+const INSERT_CHANGE: &str = "INSERT INTO changes (seq, collection, name, revision, kind)
+     VALUES (max(COALESCE((SELECT max(seq) FROM changes), 0),
+                 (SELECT value FROM meta WHERE key = 'retained_after')) + 1,
+             ?1, ?2, ?3, ?4)";
 /// Drops the changes at or before the new horizon.
 const DELETE_UP_TO: &str = "DELETE FROM changes WHERE seq <= ?1";
 /// Moves the horizon forward, never back (handles may keep different
@@ -24,12 +28,11 @@ const SELECT_RETAINED_AFTER: &str = "SELECT value FROM meta WHERE key = 'retaine
 /// The oldest changes after a cursor.
 const SELECT_AFTER: &str = "SELECT seq, collection, name, revision, kind FROM changes \
      WHERE seq > ?1 ORDER BY seq LIMIT ?2";
-/// The newest seq ever handed out: the newest row, or when pruning or a
-/// migration left none, the AUTOINCREMENT high-water mark and the horizon.
-/// SQLite's many-argument `max` is `NULL` when the horizon row is missing.
+/// The newest seq handed out: the newest row, or the horizon when pruning
+/// or a migration left none. SQLite's many-argument `max` is `NULL` when
+/// the horizon row is missing.
 const SELECT_LAST_SEQ: &str = "SELECT max(
         COALESCE((SELECT max(seq) FROM changes), 0),
-        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0),
         (SELECT value FROM meta WHERE key = 'retained_after'))";
 
 /// Most changes between two prunings: pruning then runs on one write in

@@ -15,8 +15,9 @@
 //! - **Change feed.** Every committed write also inserts one row into a
 //!   `changes` table in the same transaction, so it appears in
 //!   [`changes_since`](revstore::StorageBackend::changes_since) exactly once,
-//!   visible from the moment the write is, with a seq SQLite's
-//!   `AUTOINCREMENT` hands out in commit order and never reuses. A write
+//!   visible from the moment the write is, with a seq handed out in commit
+//!   order, one past the newest (pruning always keeps the newest change,
+//!   so a seq is never reused unless rows are deleted by hand). A write
 //!   prunes the feed to [`SqliteOptions::retain_changes`] once every 256
 //!   seqs (or every `retain_changes`, when smaller); a reader takes the
 //!   retention horizon and the rows from one snapshot, so a cursor older
@@ -30,15 +31,21 @@
 //!   file that cannot be put in WAL mode is refused
 //!   ([`Error::InvalidConfig`] naming it), and so are in-memory databases.
 //! - **Format versions.** The file records its format in `PRAGMA
-//!   user_version` (now 2). A version-1 file, written before the change
-//!   feed existed, is migrated on open, in one immediate transaction that
-//!   concurrent openers wait for: its existing writes have no history, so
-//!   when it holds documents the feed starts after seq 1, and a cursor of 0
-//!   gets [`Error::Compacted`] (re-list, then follow from seq 1) rather
-//!   than a feed silently missing those documents. A migrated file can no
-//!   longer be opened by an older revstore-sqlite, which would write without
-//!   recording changes; one that already had it open when it was migrated
-//!   has its writes refused by triggers (a document write must follow its
+//!   user_version` (now 3). Older files are migrated on open, in one
+//!   immediate transaction that concurrent openers wait for (it rewrites
+//!   the tables, so it takes a while on a large file; freed pages are
+//!   reused by later writes, and `VACUUM` returns them to the file system).
+//!   Format 3 keeps documents in an ordinary rowid table (formats 1 and 2
+//!   used `WITHOUT ROWID`, where a body over about 1000 bytes took an
+//!   overflow page of its own) and hands out seqs without `AUTOINCREMENT`.
+//!   A version-1 file, written before the change feed existed, has no
+//!   history for its existing writes: when it holds documents the feed
+//!   starts after seq 1, and a cursor of 0 gets [`Error::Compacted`]
+//!   (re-list, then follow from seq 1) rather than a feed silently missing
+//!   those documents. A migrated file can no longer be opened by an older
+//!   revstore-sqlite; one that already had it open when it was migrated
+//!   either records its writes in the feed as before (format 2) or has
+//!   them refused by triggers (format 1: a document write must follow its
 //!   change row on the same connection), never silently missing from the
 //!   feed.
 //! - **Durability.** [`Durability::Full`] (the default) runs with

@@ -288,8 +288,11 @@ fn pruning_keeps_the_newest_changes_and_reports_the_horizon() {
     );
 }
 
+/// Retention 1 prunes down to the newest change, never below it, so the
+/// next seq follows it and a cursor before the horizon learns it missed
+/// changes.
 #[test]
-fn last_seq_survives_an_empty_change_table() {
+fn seqs_continue_after_pruning_down_to_one_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let store = open_with(&path, 1);
@@ -300,10 +303,14 @@ fn last_seq_survives_an_empty_change_table() {
     }
     assert_eq!(change_rows(&path), 1, "retention 1 keeps only the newest");
     assert_eq!(retained_after(&path), 4);
-    // Even with no row left (emptied by hand), the high-water mark holds,
-    // and the next seq is not a reused one.
-    raw(&path).execute("DELETE FROM changes", []).unwrap();
     assert_eq!(store.last_seq().unwrap(), 5);
+    assert!(matches!(
+        store.changes_since(3, 10),
+        Err(Error::Compacted {
+            requested: 3,
+            retained_after: 4
+        })
+    ));
     store.delete("c", "k", Precondition::Any).unwrap();
     let changes = store.changes_since(5, 10).unwrap();
     assert_eq!(changes.len(), 1);
@@ -311,6 +318,7 @@ fn last_seq_survives_an_empty_change_table() {
         (changes[0].seq, changes[0].revision, changes[0].kind),
         (6, 6, ChangeKind::Deleted)
     );
+    assert_eq!(store.last_seq().unwrap(), 6);
 }
 
 #[test]

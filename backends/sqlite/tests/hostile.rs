@@ -169,11 +169,11 @@ fn a_newer_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     drop(SqliteBackend::open(&path).unwrap());
-    raw(&path).pragma_update(None, "user_version", 3).unwrap();
+    raw(&path).pragma_update(None, "user_version", 4).unwrap();
     match SqliteBackend::open(&path) {
         Err(Error::InvalidConfig { input, reason }) => {
             assert_eq!(input, path.display().to_string());
-            assert!(reason.contains("format version 3"), "{reason}");
+            assert!(reason.contains("format version 4"), "{reason}");
         }
         other => panic!("expected InvalidConfig, got {other:?}"),
     }

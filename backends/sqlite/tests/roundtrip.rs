@@ -194,7 +194,7 @@ fn open_is_idempotent_and_uses_wal() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 /// A fixed-seed xorshift generator: reproducible bit patterns without a
