@@ -402,11 +402,10 @@ impl PostgresBackend {
         let lock_exclusive = statement(conn, Query::LockExclusive)?;
         let select_current = statement(conn, Query::SelectCurrent)?;
         let write = if commit.expected == 0 {
-            statement(conn, Query::InsertFirst)?
+            statement(conn, Query::WriteFirst)?
         } else {
-            statement(conn, Query::UpdateIfRevision)?
+            statement(conn, Query::WriteIfRevision)?
         };
-        let record_change = statement(conn, Query::RecordChange)?;
         let prune = statement(conn, Query::PruneChanges)?;
         let raise_horizon = statement(conn, Query::RaiseHorizon)?;
 
@@ -422,10 +421,23 @@ impl PostgresBackend {
                 return Ok(CommitOutcome::GuardChanged { actual });
             }
         }
-        let changed = if commit.expected == 0 {
-            tx.execute(&write, &[&key.collection(), &key.name(), &body])?
+        let kind = commit.kind.as_str();
+        let token = &token[..];
+        let channel = &self.sql.channel;
+        let written = if commit.expected == 0 {
+            tx.query_opt(
+                &write,
+                &[
+                    &key.collection(),
+                    &key.name(),
+                    &body,
+                    &kind,
+                    &token,
+                    channel,
+                ],
+            )?
         } else {
-            tx.execute(
+            tx.query_opt(
                 &write,
                 &[
                     &body,
@@ -433,24 +445,16 @@ impl PostgresBackend {
                     &key.collection(),
                     &key.name(),
                     &expected,
+                    &kind,
+                    &token,
+                    channel,
                 ],
             )?
         };
-        if changed == 0 {
+        let Some(row) = written else {
             let actual = self.current_in(&mut tx, &select_current, key)?;
             return Ok(CommitOutcome::Conflict { actual });
-        }
-        let row = tx.query_one(
-            &record_change,
-            &[
-                &key.collection(),
-                &key.name(),
-                &new_revision,
-                &commit.kind.as_str(),
-                &&token[..],
-                &self.sql.channel,
-            ],
-        )?;
+        };
         let seq: i64 = row.try_get(0)?;
         if let Some(horizon) = feed::prune_horizon(seq.unsigned_abs(), self.retain_changes) {
             let horizon = i64::try_from(horizon).unwrap_or(i64::MAX);

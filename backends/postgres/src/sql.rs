@@ -7,14 +7,13 @@ pub(crate) enum Query {
     SelectRecord,
     /// `(revision, body IS NULL)` of a key.
     SelectCurrent,
-    /// The first write of a key; does nothing when the key has a row.
-    InsertFirst,
-    /// A later write; does nothing unless the key is at the expected
-    /// revision.
-    UpdateIfRevision,
-    /// Takes the next seq, records the change and queues the notification,
-    /// as the last statement before `COMMIT`.
-    RecordChange,
+    /// The first write of a key, with its change: does nothing when the key
+    /// has a row; otherwise takes the next seq, records the change and
+    /// queues the notification, and returns the seq.
+    WriteFirst,
+    /// A later write, with its change: does nothing unless the key is at
+    /// the expected revision; otherwise as [`Query::WriteFirst`].
+    WriteIfRevision,
     /// Drops the changes at or before a new horizon.
     PruneChanges,
     /// Moves the horizon forward, never back.
@@ -33,7 +32,7 @@ pub(crate) enum Query {
 }
 
 /// How many [`Query`] variants there are.
-pub(crate) const QUERIES: usize = 12;
+pub(crate) const QUERIES: usize = 11;
 
 impl Query {
     pub(crate) fn index(self) -> usize {
@@ -56,19 +55,48 @@ impl Sql {
     pub(crate) fn new(namespace: &str, broken: bool) -> Sql {
         let ns = crate::schema::quote(namespace);
         let channel = format!("revstore:{namespace}");
-        let update = if broken {
+        let condition = if broken {
             // Ignores the expected revision ($5) and writes on whatever
             // revision the key holds: a lost update.
-            format!(
-                "UPDATE {ns}.documents SET body = $1, revision = GREATEST(revision + 1, $2) \
-                 WHERE collection = $3 AND name = $4 AND $5::bigint >= 0"
-            )
+            "revision = GREATEST(revision + 1, $2) \
+             WHERE collection = $3 AND name = $4 AND $5::bigint >= 0"
         } else {
+            "revision = $2 WHERE collection = $3 AND name = $4 AND revision = $5"
+        };
+        // The document row and then the counter row are locked until the
+        // transaction ends: seqs are handed out in commit order, and the
+        // change, its seq and the notification commit with the write. One
+        // statement, so one round trip, inside the transaction.
+        let record = |written: &str, revision: &str, tail: &str| {
             format!(
-                "UPDATE {ns}.documents SET body = $1, revision = $2 \
-                 WHERE collection = $3 AND name = $4 AND revision = $5"
+                "WITH written AS ({written} RETURNING 1),
+                 next AS (
+                    UPDATE {ns}.feed_state SET last_seq = last_seq + 1
+                    WHERE EXISTS (SELECT 1 FROM written) RETURNING last_seq
+                 ),
+                 change AS (
+                    INSERT INTO {ns}.changes (seq, collection, name, revision, kind, token)
+                    SELECT last_seq, {tail}, {revision}, {kind}, {token} FROM next RETURNING seq
+                 )
+                 SELECT seq, pg_notify({channel}, seq::text) IS NULL FROM change",
+                kind = if revision == "1" { "$4" } else { "$6" },
+                token = if revision == "1" { "$5" } else { "$7" },
+                channel = if revision == "1" { "$6" } else { "$8" },
             )
         };
+        let write_first = record(
+            &format!(
+                "INSERT INTO {ns}.documents (collection, name, revision, body) \
+                 VALUES ($1, $2, 1, $3) ON CONFLICT (collection, name) DO NOTHING"
+            ),
+            "1",
+            "$1, $2",
+        );
+        let write_if_revision = record(
+            &format!("UPDATE {ns}.documents SET body = $1, {condition}"),
+            "$2",
+            "$3, $4",
+        );
         let texts: [(Query, String); QUERIES] = [
             (
                 Query::SelectRecord,
@@ -83,28 +111,8 @@ impl Sql {
                      WHERE collection = $1 AND name = $2"
                 ),
             ),
-            (
-                Query::InsertFirst,
-                format!(
-                    "INSERT INTO {ns}.documents (collection, name, revision, body) \
-                     VALUES ($1, $2, 1, $3) ON CONFLICT (collection, name) DO NOTHING"
-                ),
-            ),
-            (Query::UpdateIfRevision, update),
-            (
-                Query::RecordChange,
-                // The counter row is locked from here to the end of the
-                // transaction, so seqs are handed out in commit order.
-                format!(
-                    "WITH next AS (
-                        UPDATE {ns}.feed_state SET last_seq = last_seq + 1 RETURNING last_seq
-                    ), change AS (
-                        INSERT INTO {ns}.changes (seq, collection, name, revision, kind, token)
-                        SELECT last_seq, $1, $2, $3, $4, $5 FROM next RETURNING seq
-                    )
-                    SELECT seq, pg_notify($6, seq::text) IS NULL FROM change"
-                ),
-            ),
+            (Query::WriteFirst, write_first),
+            (Query::WriteIfRevision, write_if_revision),
             (
                 Query::PruneChanges,
                 format!("DELETE FROM {ns}.changes WHERE seq <= $1"),
