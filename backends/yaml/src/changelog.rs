@@ -2,8 +2,10 @@
 //! `<root>/.revstore/changes/`, guarded by `<root>/.revstore/changes.lock`.
 //! The crate docs describe the protocol and why it is safe.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use revstore::{Change, ChangeKind, Error, Key, Result};
 
@@ -35,12 +37,41 @@ pub struct ChangeLog {
     /// How many changes a segment holds before the next one is started.
     segment_changes: u64,
     sync: bool,
-    /// Whether this handle has made the log's folders durable.
-    dirs_synced: AtomicBool,
+    /// Whether this handle has made the log's folders (and, under full
+    /// durability, their entries) exist; commits then skip creating them.
+    dirs_ready: AtomicBool,
+    /// The newest segment as this handle's last commit left it, so the
+    /// next commit need not list the folder and read the segment whole.
+    /// Only touched under the log's exclusive lock.
+    tail: Mutex<Option<Tail>>,
+}
+
+/// The newest segment as of a commit: its file kept open, and what it
+/// ended with. Trusted only after checking, under the exclusive lock, that
+/// the file still has its name, is no shorter, still ends with the same
+/// last line where it ended then, and has no newer segment after it.
+#[derive(Debug)]
+struct Tail {
+    segment: Segment,
+    /// Open for reading and appending.
+    file: File,
+    /// The length of its complete lines.
+    len: u64,
+    /// The seq of its last line (`first - 1` when it has none).
+    last: u64,
+    /// Its last line with the newline (empty when it has none).
+    last_line: Vec<u8>,
+}
+
+impl Tail {
+    /// How many lines the segment holds.
+    fn count(&self) -> u64 {
+        self.last + 1 - self.segment.first
+    }
 }
 
 /// A segment file: `first` is the seq of its first line.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Segment {
     first: u64,
     path: PathBuf,
@@ -147,7 +178,8 @@ impl ChangeLog {
             retain,
             segment_changes: segment_changes(retain),
             sync,
-            dirs_synced: AtomicBool::new(false),
+            dirs_ready: AtomicBool::new(false),
+            tail: Mutex::new(None),
         }
     }
 
@@ -196,20 +228,32 @@ impl ChangeLog {
     }
 
     /// Creates the log's folders and takes its lock exclusively (creating
-    /// the lock file); then makes the folders and the lock file durable,
-    /// once per handle (even when another handle created them). Readers
-    /// take a missing lock file for an empty feed, so its entry must be on
-    /// disk before any segment's: a power loss could otherwise keep the
+    /// the lock file); then makes the folders and the lock file durable.
+    /// Both once per handle (even when another handle created them), and
+    /// again should the folder have been removed since. Readers take a
+    /// missing lock file for an empty feed, so its entry must be on disk
+    /// before any segment's: a power loss could otherwise keep the
     /// segments and lose the lock file, hiding the whole feed.
     fn lock_exclusive(&self) -> Result<FileLock> {
-        let created =
-            self.fs.create_dir(&self.state_dir)? | self.fs.create_dir(&self.segments_dir)?;
+        if self.dirs_ready.load(Ordering::Acquire) {
+            match self.fs.lock(&self.lock_path, LockMode::Exclusive) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    // The folder was removed since: make it again.
+                    self.dirs_ready.store(false, Ordering::Release);
+                }
+                locked => return locked,
+            }
+        }
+        self.fs.create_dir(&self.state_dir)?;
+        self.fs.create_dir(&self.segments_dir)?;
         let lock = self.fs.lock(&self.lock_path, LockMode::Exclusive)?;
-        if self.sync && (created || !self.dirs_synced.load(Ordering::Acquire)) {
+        if self.sync {
+            // Even when another handle created them: it may not have made
+            // them durable yet.
             self.fs.sync_dir(&self.root)?;
             self.fs.sync_dir(&self.state_dir)?;
-            self.dirs_synced.store(true, Ordering::Release);
         }
+        self.dirs_ready.store(true, Ordering::Release);
         Ok(lock)
     }
 
@@ -221,38 +265,122 @@ impl ChangeLog {
     /// lock is always taken last.
     pub fn begin(&self) -> Result<PendingChange<'_>> {
         let lock = self.lock_exclusive()?;
-        let mut segments = self.segments()?;
-        let (last, count, len) = match segments.last() {
-            None => (0, 0, 0),
-            Some(newest) => {
-                let text = SegmentText::read(&self.fs, newest)?;
-                let last = last_seq_of(newest, &text)?;
-                if text.is_torn() {
-                    self.fs.truncate(&newest.path, text.complete as u64)?;
-                }
-                (last, text.count(), text.complete as u64)
-            }
+        let known = self
+            .tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let tail = match known {
+            Some(tail) => match self.check_tail(tail)? {
+                Some(tail) => Some(tail),
+                None => self.scan_tail()?,
+            },
+            None => self.scan_tail()?,
         };
+        let last = tail.as_ref().map_or(0, |tail| tail.last);
         let seq = last.checked_add(1).ok_or_else(|| Error::Corrupt {
             location: self.segments_dir.display().to_string(),
             reason: "the feed's seq is at its maximum".to_owned(),
         })?;
-        let rolled = segments.is_empty() || count >= self.segment_changes;
-        let len_before = if rolled {
-            segments.push(Segment::new(&self.segments_dir, seq));
-            0
+        let rolled = tail
+            .as_ref()
+            .is_none_or(|tail| tail.count() >= self.segment_changes);
+        let (target, older) = if rolled {
+            // Starting a segment: compaction after the commit needs the
+            // list of those before it.
+            let older = self.segments()?;
+            (Target::New(Segment::new(&self.segments_dir, seq)), older)
         } else {
-            len
+            match tail {
+                Some(tail) => (Target::Tail(tail), Vec::new()),
+                None => unreachable!("a missing tail always rolls"),
+            }
         };
         Ok(PendingChange {
             log: self,
             _lock: lock,
-            segments,
+            target,
+            older,
             seq,
-            len_before,
-            rolled,
-            appended: false,
+            appended: None,
         })
+    }
+
+    /// Checks what this handle knew of the newest segment against the
+    /// file, taking in lines other handles appended since: `None` when it
+    /// no longer holds (the file was removed, cut, rewritten, or a newer
+    /// segment was started), so the caller looks afresh.
+    fn check_tail(&self, mut tail: Tail) -> Result<Option<Tail>> {
+        let path = tail.segment.path.clone();
+        let stat = self.fs.stat_file(&tail.file, &path)?;
+        if !stat.linked || stat.len < tail.len {
+            return Ok(None);
+        }
+        // The last line known, and whatever follows it.
+        let from = tail.len - tail.last_line.len() as u64;
+        let bytes = self.fs.read_range(&tail.file, &path, from, stat.len)?;
+        let Some(added) = bytes.strip_prefix(tail.last_line.as_slice()) else {
+            return Ok(None);
+        };
+        let complete = added
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |newline| newline + 1);
+        if complete > 0 {
+            let lines = &added[..complete];
+            let count = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+            let last_line = lines[..complete - 1]
+                .rsplit(|&b| b == b'\n')
+                .next()
+                .unwrap_or_default();
+            let index = tail.count() + count - 1;
+            let change = decode_at(&tail.segment, index, last_line)?;
+            tail.last = change.seq;
+            tail.len += complete as u64;
+            tail.last_line = lines[lines.len() - last_line.len() - 1..].to_vec();
+        }
+        if complete < added.len() {
+            // A line torn by a crash mid-append: its commit never happened.
+            self.fs.truncate(&path, tail.len)?;
+        }
+        let next = Segment::new(&self.segments_dir, tail.last.saturating_add(1));
+        if self.fs.is_dir(&next.path)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(tail))
+    }
+
+    /// Finds the newest segment by listing the folder and reads it whole,
+    /// cutting off a torn last line; `None` when there is no segment yet.
+    fn scan_tail(&self) -> Result<Option<Tail>> {
+        let Some(newest) = self.segments()?.pop() else {
+            // The folder may have been removed since this handle made it.
+            if self.fs.create_dir(&self.segments_dir)? && self.sync {
+                self.fs.sync_dir(&self.state_dir)?;
+            }
+            return Ok(None);
+        };
+        let text = SegmentText::read(&self.fs, &newest)?;
+        let last = last_seq_of(&newest, &text)?;
+        if text.is_torn() {
+            self.fs.truncate(&newest.path, text.complete as u64)?;
+        }
+        let last_line = match text.lines().last() {
+            Some(line) => {
+                let mut bytes = line.to_vec();
+                bytes.push(b'\n');
+                bytes
+            }
+            None => Vec::new(),
+        };
+        let file = self.fs.open_append(&newest.path)?;
+        Ok(Some(Tail {
+            segment: newest,
+            file,
+            len: text.complete as u64,
+            last,
+            last_line,
+        }))
     }
 
     /// The seq of the newest change, 0 when none was ever recorded.
@@ -342,27 +470,41 @@ fn segment_changes(retain: u64) -> u64 {
     (retain / 4).clamp(1, MAX_SEGMENT_CHANGES)
 }
 
+/// Where a change goes: the newest segment, or a new one it starts.
+#[derive(Debug)]
+enum Target {
+    Tail(Tail),
+    New(Segment),
+}
+
 /// The next seq, reserved under the log's exclusive lock until this is
 /// dropped, undone or finished.
 #[derive(Debug)]
 pub struct PendingChange<'a> {
     log: &'a ChangeLog,
     _lock: FileLock,
-    /// The segments, the last one being where this change goes (possibly
-    /// not created yet).
-    segments: Vec<Segment>,
+    target: Target,
+    /// When starting a segment: the segments before it, oldest first.
+    older: Vec<Segment>,
     seq: u64,
-    /// The length of the last segment before this change.
-    len_before: u64,
-    /// Whether this change starts a new segment.
-    rolled: bool,
-    appended: bool,
+    /// The line appended, once it is (possibly only in part).
+    appended: Option<Vec<u8>>,
 }
 
 impl PendingChange<'_> {
-    fn segment(&self) -> &Segment {
-        // `begin` always leaves at least the segment to write to.
-        &self.segments[self.segments.len() - 1]
+    fn path(&self) -> &Path {
+        match &self.target {
+            Target::Tail(tail) => &tail.segment.path,
+            Target::New(segment) => &segment.path,
+        }
+    }
+
+    /// The length of the target segment before this change.
+    fn len_before(&self) -> u64 {
+        match &self.target {
+            Target::Tail(tail) => tail.len,
+            Target::New(_) => 0,
+        }
     }
 
     /// Appends the change (and makes it durable under full durability)
@@ -380,11 +522,37 @@ impl PendingChange<'_> {
             context: format!("encoding the change of {key} for the feed"),
             source: Box::new(e),
         })?;
-        self.appended = true;
-        let path = &self.segment().path;
-        let mut written = self.log.fs.append(path, &line, self.log.sync);
-        if written.is_ok() && self.rolled && self.log.sync {
-            written = self.log.fs.sync_dir(&self.log.segments_dir);
+        let log = self.log;
+        let mut started = None;
+        let written = match &mut self.target {
+            Target::Tail(tail) => {
+                let written = log
+                    .fs
+                    .append(&mut tail.file, &tail.segment.path, &line, log.sync);
+                self.appended = Some(line);
+                written
+            }
+            Target::New(segment) => {
+                let mut file = log.fs.open_append(&segment.path)?;
+                let mut written = log.fs.append(&mut file, &segment.path, &line, log.sync);
+                self.appended = Some(line);
+                if written.is_ok() && log.sync {
+                    written = log.fs.sync_dir(&log.segments_dir);
+                }
+                if written.is_ok() {
+                    started = Some(Tail {
+                        segment: segment.clone(),
+                        file,
+                        len: 0,
+                        last: self.seq - 1,
+                        last_line: Vec::new(),
+                    });
+                }
+                written
+            }
+        };
+        if let Some(tail) = started {
+            self.target = Target::Tail(tail);
         }
         if written.is_err() {
             self.cut_back();
@@ -400,26 +568,40 @@ impl PendingChange<'_> {
     }
 
     fn cut_back(&mut self) {
-        if self.appended {
+        if self.appended.take().is_some() {
             // Best effort; see `undo`.
-            let _ = self.log.fs.truncate(&self.segment().path, self.len_before);
-            self.appended = false;
+            let _ = self.log.fs.truncate(self.path(), self.len_before());
         }
     }
 
-    /// Ends a committed change: after starting a new segment, removes the
-    /// oldest segments whose every change is older than the newest
-    /// `retain`; then releases the lock. Removal failures leave segments
-    /// for the next compaction: the commit is already done, and keeping
-    /// more history than asked is harmless.
+    /// Ends a committed change: remembers the segment's new end for the
+    /// next commit; after starting a new segment, removes the oldest
+    /// segments whose every change is older than the newest `retain`; then
+    /// releases the lock. Removal failures leave segments for the next
+    /// compaction: the commit is already done, and keeping more history
+    /// than asked is harmless.
     pub fn finish(self) {
-        if !self.rolled {
+        let PendingChange {
+            log,
+            _lock,
+            target,
+            older,
+            seq,
+            appended,
+        } = self;
+        let (Target::Tail(mut tail), Some(line)) = (target, appended) else {
             return;
-        }
-        let keep_after = self.seq.saturating_sub(self.log.retain);
-        for pair in self.segments.windows(2) {
-            let (segment, next) = (&pair[0], &pair[1]);
-            if next.first - 1 > keep_after || self.log.fs.remove_file(&segment.path).is_err() {
+        };
+        tail.len += line.len() as u64;
+        tail.last = seq;
+        tail.last_line = line;
+        let first = tail.segment.first;
+        *log.tail.lock().unwrap_or_else(PoisonError::into_inner) = Some(tail);
+        let keep_after = seq.saturating_sub(log.retain);
+        let mut next_firsts = older.iter().skip(1).map(|s| s.first).chain([first]);
+        for segment in &older {
+            let next_first = next_firsts.next().unwrap_or(first);
+            if next_first - 1 > keep_after || log.fs.remove_file(&segment.path).is_err() {
                 break;
             }
         }

@@ -51,8 +51,15 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Creates a new, empty file for writing (`AlreadyExists` when the name
     /// is taken), with mode `0666` before the umask.
     fn create_new(&self, path: &Path) -> io::Result<File>;
-    /// Opens a file for appending, creating it when missing.
+    /// Opens a file for reading and appending, creating it when missing.
     fn open_append(&self, path: &Path) -> io::Result<File>;
+    /// The length of `file` (opened by this file system from `path`) and
+    /// whether it still has a name (`fstat`'s link count is not 0).
+    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat>;
+    /// Fills `buf` from `file` (opened for reading by this file system from
+    /// `path`) at `offset`, leaving its position alone; `UnexpectedEof`
+    /// when the file ends first.
+    fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `bytes` to `file` (opened by this file system from
     /// `path`) at its current position.
     fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()>;
@@ -76,6 +83,15 @@ pub struct DirEntry {
     pub path: PathBuf,
     /// Whether it is a folder (symbolic links are followed).
     pub is_dir: bool,
+}
+
+/// What [`FileSystem::stat_file`] tells of an open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Whether some folder still holds it: `false` once it was removed.
+    pub linked: bool,
 }
 
 /// How a lock file is locked.
@@ -179,7 +195,38 @@ impl FileSystem for RealFs {
     }
 
     fn open_append(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new().append(true).create(true).open(path)
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+    }
+
+    fn stat_file(&self, file: &File, _path: &Path) -> io::Result<FileStat> {
+        let metadata = file.metadata()?;
+        #[cfg(unix)]
+        let linked = std::os::unix::fs::MetadataExt::nlink(&metadata) > 0;
+        // Elsewhere an open file cannot be removed.
+        #[cfg(not(unix))]
+        let linked = true;
+        Ok(FileStat {
+            len: metadata.len(),
+            linked,
+        })
+    }
+
+    fn read_at(&self, file: &File, _path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Seek, SeekFrom};
+            let mut file = file;
+            file.seek(SeekFrom::Start(offset))?;
+            file.read_exact(buf)
+        }
     }
 
     fn write(&self, file: &mut File, _path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -411,24 +458,52 @@ impl Fs {
         Ok(staged)
     }
 
-    /// Appends `bytes` to a file (creating it if missing) in one write and
-    /// fsyncs its data (`sync`). On failure the file may hold a prefix of
-    /// `bytes`; the caller cuts it off with [`truncate`](Fs::truncate).
-    pub fn append(&self, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-        let mut file = self
-            .0
-            .open_append(path)
-            .map_err(|e| Error::io("open for append", path, e))?;
+    /// Opens a file for reading and appending, creating it if missing.
+    pub fn open_append(&self, path: &Path) -> Result<File> {
         self.0
-            .write(&mut file, path, bytes)
+            .open_append(path)
+            .map_err(|e| Error::io("open for append", path, e))
+    }
+
+    /// Appends `bytes` to `file` (opened by [`open_append`](Fs::open_append)
+    /// from `path`) in one write and fsyncs its data (`sync`). On failure
+    /// the file may hold a prefix of `bytes`; the caller cuts it off with
+    /// [`truncate`](Fs::truncate).
+    pub fn append(&self, file: &mut File, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+        self.0
+            .write(file, path, bytes)
             .map_err(|e| Error::io("append", path, e))?;
         if sync {
             // fdatasync also flushes the new length, which reading needs.
             self.0
-                .sync_data(&file, path)
+                .sync_data(file, path)
                 .map_err(|e| Error::io("fsync", path, e))?;
         }
         Ok(())
+    }
+
+    /// The length of an open file and whether it still has a name.
+    pub fn stat_file(&self, file: &File, path: &Path) -> Result<FileStat> {
+        self.0
+            .stat_file(file, path)
+            .map_err(|e| Error::io("stat", path, e))
+    }
+
+    /// The bytes of an open file from `offset` to `end`.
+    pub fn read_range(&self, file: &File, path: &Path, offset: u64, end: u64) -> Result<Vec<u8>> {
+        let len = end.saturating_sub(offset);
+        let len = usize::try_from(len).map_err(|_| {
+            Error::io(
+                "read",
+                path,
+                io::Error::new(io::ErrorKind::OutOfMemory, "the range is too large"),
+            )
+        })?;
+        let mut buf = vec![0; len];
+        self.0
+            .read_at(file, path, offset, &mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
+        Ok(buf)
     }
 
     /// Cuts a file down to `len` bytes.

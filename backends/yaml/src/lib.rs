@@ -296,7 +296,7 @@ mod log_line;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -310,7 +310,7 @@ pub use changelog::{MAX_SEGMENT_CHANGES, STATE_DIR};
 pub use codec::{MAX_DEPTH, MAX_REVISION};
 use fs::Fs;
 #[cfg(feature = "testkit")]
-pub use fs::{DirEntry, FileSystem, LockMode, RealFs};
+pub use fs::{DirEntry, FileStat, FileSystem, LockMode, RealFs};
 
 /// Options of a [`YamlBackend`]. Build one with struct-update syntax,
 /// `YamlOptions { durability, ..YamlOptions::default() }`, so options added
@@ -354,9 +354,12 @@ pub struct YamlBackend {
     fs: Fs,
     root: PathBuf,
     durability: Durability,
-    /// Collections whose folder entry this handle has made durable, so the
-    /// root is fsynced once per collection rather than on every commit.
-    synced_collections: Mutex<HashSet<String>>,
+    /// Collections whose folder this handle has seen exist, each with
+    /// whether it has made the folder's entry in the root durable too: so
+    /// commits neither try to create the folder again nor fsync the root
+    /// more than once per collection. Forgotten when a folder turns out to
+    /// have been removed.
+    known_collections: Mutex<HashMap<String, bool>>,
     /// The change feed.
     changes: ChangeLog,
     /// Records decoded from files this handle read or wrote, each valid
@@ -425,7 +428,7 @@ impl YamlBackend {
             fs: fs.clone(),
             root: root.to_owned(),
             durability: options.durability,
-            synced_collections: Mutex::new(HashSet::new()),
+            known_collections: Mutex::new(HashMap::new()),
             changes: ChangeLog::new(
                 fs,
                 root,
@@ -503,7 +506,24 @@ impl YamlBackend {
     /// whose lock guarded writers hold shared; so it is taken through its
     /// turnstile, which keeps those writers from starving a writer of the
     /// key. Other keys are never shared, and need none.
-    fn lock_key(&self, key: &Key, mode: fs::LockMode) -> Result<fs::FileLock> {
+    ///
+    /// The key's folder must have been made sure of; should it have been
+    /// removed since (by hand), it is made again.
+    fn lock_key(&self, key: &Key, mode: fs::LockMode, durable: bool) -> Result<fs::FileLock> {
+        match self.lock_key_once(key, mode) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                self.known_collections
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(key.collection());
+                self.ensure_collection(key.collection(), durable)?;
+                self.lock_key_once(key, mode)
+            }
+            locked => locked,
+        }
+    }
+
+    fn lock_key_once(&self, key: &Key, mode: fs::LockMode) -> Result<fs::FileLock> {
         if key.is_reserved() {
             self.fs
                 .lock_through(&self.turnstile_path(key), &self.lock_path(key), mode)
@@ -539,22 +559,29 @@ impl YamlBackend {
         Ok(())
     }
 
-    /// Makes sure a collection's folder exists and, under full durability,
-    /// that its entry in the root is on disk before the first commit this
-    /// handle acknowledges in it — even if another handle created it.
-    fn ensure_collection(&self, collection: &str) -> Result<()> {
-        let created = self.fs.create_dir(&self.root.join(collection))?;
-        if !self.syncs() {
-            return Ok(());
-        }
-        let mut synced = self
-            .synced_collections
+    /// Makes sure a collection's folder exists and, when `durable` under
+    /// full durability, that its entry in the root is on disk before the
+    /// first commit this handle acknowledges in it — even if another handle
+    /// created it. Once per handle and collection: later calls only look
+    /// at what this handle remembers.
+    fn ensure_collection(&self, collection: &str, durable: bool) -> Result<()> {
+        let durable = durable && self.syncs();
+        let mut known = self
+            .known_collections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if created || !synced.contains(collection) {
+        let synced = match known.get(collection) {
+            Some(&synced) if synced || !durable => return Ok(()),
+            Some(&synced) => synced,
+            None => {
+                self.fs.create_dir(&self.root.join(collection))?;
+                false
+            }
+        };
+        if durable && !synced {
             self.fs.sync_dir(&self.root)?;
-            synced.insert(collection.to_owned());
         }
+        known.insert(collection.to_owned(), durable || synced);
         Ok(())
     }
 
@@ -629,7 +656,7 @@ impl StorageBackend for YamlBackend {
         } else {
             None
         };
-        self.ensure_collection(key.collection())?;
+        self.ensure_collection(key.collection(), true)?;
         // Guard first, then the document: guard keys are reserved and
         // committed keys never are, so every process locks in one order.
         // Each lock of a reserved key passes through its turnstile, which
@@ -638,13 +665,13 @@ impl StorageBackend for YamlBackend {
         // lock; locking its file twice would deadlock.)
         let _guard_lock = match commit.guard {
             Some(guard) if guard.key != key => {
-                self.fs
-                    .create_dir(&self.root.join(guard.key.collection()))?;
-                Some(self.lock_key(guard.key, fs::LockMode::Shared)?)
+                // Only for its lock file: nothing is written there.
+                self.ensure_collection(guard.key.collection(), false)?;
+                Some(self.lock_key(guard.key, fs::LockMode::Shared, false)?)
             }
             _ => None,
         };
-        let _lock = self.lock_key(key, fs::LockMode::Exclusive)?;
+        let _lock = self.lock_key(key, fs::LockMode::Exclusive, true)?;
         if let Some(guard) = commit.guard {
             let actual = current_of(self.read_record(guard.key)?.as_ref());
             if actual.last_revision() != guard.revision {

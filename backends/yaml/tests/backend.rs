@@ -721,3 +721,31 @@ fn the_backend_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<YamlBackend>();
 }
+
+/// A handle remembers which collection folders exist, so commits do not
+/// try to create them again; one removed by hand since is made again.
+#[test]
+fn a_collection_folder_removed_by_hand_is_made_again() {
+    let dir = TempDir::new().unwrap();
+    let s = store(dir.path());
+    s.create("c", "a", json!({"v": 1})).unwrap();
+    s.set_schema(
+        "c",
+        json!({"attributes": [{"name": "v", "type": "integer"}]}),
+        Precondition::Any,
+    )
+    .unwrap();
+    s.create("c", "b", json!({"v": 2})).unwrap();
+    std::fs::remove_dir_all(dir.path().join("c")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("_schema")).unwrap();
+    assert_eq!(s.get("c", "a").unwrap(), None);
+    // Both the document's folder and the schema's (the guard's lock file
+    // lives there) are needed again.
+    let doc = s.create("c", "a", json!({"v": 3})).unwrap();
+    assert_eq!(doc.revision, 1);
+    assert_eq!(s.list("c").unwrap().len(), 1);
+    s.set_schema("c", json!({"attributes": []}), Precondition::Absent)
+        .unwrap();
+    let other = store(dir.path());
+    assert_eq!(other.get("c", "a").unwrap().unwrap().revision, 1);
+}

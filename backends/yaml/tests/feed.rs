@@ -318,6 +318,85 @@ fn a_missing_segment_is_reported_rather_than_skipped() {
     assert_eq!(s.changes_since(60, usize::MAX).unwrap().len(), 20);
 }
 
+/// Handles remember the newest segment between their commits; handles
+/// with other retentions start and remove segments under them. Every
+/// handle must notice: lines appended by others, a segment started after
+/// the one it knew, the one it knew removed — or the feed would get a seq
+/// twice or lose a line.
+#[test]
+fn handles_with_other_retentions_keep_one_feed() {
+    let dir = TempDir::new().unwrap();
+    // Segments of 25, 2 and 1 changes.
+    let handles = [
+        open(dir.path(), Durability::Relaxed, 100),
+        open(dir.path(), Durability::Relaxed, 8),
+        open(dir.path(), Durability::Relaxed, 1),
+    ];
+    let mut pick = 0x9e37_79b9_7f4a_7c15u64;
+    let mut expected = Vec::new();
+    for commit in 1..=150u64 {
+        pick ^= pick << 13;
+        pick ^= pick >> 7;
+        pick ^= pick << 17;
+        // Runs of commits by one handle, so each sees others' lines pile up.
+        let writer = &handles[(pick % 7 % 3) as usize];
+        let name = format!("k{}", pick % 5);
+        let doc = writer
+            .replace("c", &name, json!({ "commit": commit }), Precondition::Any)
+            .unwrap();
+        expected.push((commit, name, doc.revision));
+        for reader in &handles {
+            assert_eq!(reader.last_seq().unwrap(), commit, "after commit {commit}");
+        }
+        // The newest change is retained by every handle's compaction.
+        let last = handles[0].changes_since(commit - 1, 10).unwrap();
+        assert_eq!(
+            last.iter()
+                .map(|c| (c.seq, c.key.name().to_owned(), c.revision))
+                .collect::<Vec<_>>(),
+            [expected[commit as usize - 1].clone()],
+            "commit {commit}"
+        );
+    }
+    // What is retained is whole and in order, across every segment.
+    let retained_after = segments(dir.path())[0].0 - 1;
+    let feed = handles[0]
+        .changes_since(retained_after, usize::MAX)
+        .unwrap();
+    let shape: Vec<_> = feed
+        .iter()
+        .map(|c| (c.seq, c.key.name().to_owned(), c.revision))
+        .collect();
+    assert_eq!(shape, expected[retained_after as usize..]);
+}
+
+/// Deleting the whole `.revstore` folder restarts the seqs at 1 (the crate
+/// docs say not to); a handle that knew the old segment must not append
+/// to it, and one that knew the folders made them again.
+#[test]
+fn a_removed_feed_folder_is_made_again_by_a_handle_that_knew_it() {
+    let dir = TempDir::new().unwrap();
+    let s = store(dir.path());
+    for i in 0..3 {
+        s.replace("c", "a", json!({ "i": i }), Precondition::Any)
+            .unwrap();
+    }
+    std::fs::remove_dir_all(dir.path().join(".revstore")).unwrap();
+    s.replace("c", "a", json!({"i": 3}), Precondition::Any)
+        .unwrap();
+    let feed = s.changes_since(0, 10).unwrap();
+    assert_eq!(
+        feed.iter().map(|c| (c.seq, c.revision)).collect::<Vec<_>>(),
+        [(1, 4)]
+    );
+    // Only the segments folder removed: made again too.
+    std::fs::remove_dir_all(segments_dir(dir.path())).unwrap();
+    s.replace("c", "a", json!({"i": 4}), Precondition::Any)
+        .unwrap();
+    assert_eq!(s.last_seq().unwrap(), 1);
+    assert_eq!(s.changes_since(0, 10).unwrap()[0].revision, 5);
+}
+
 /// Runs `work` on another thread: `Ok` with its result if it finished
 /// within `wait`, else `Err` with where the result will arrive.
 fn finishes_within<T: Send + 'static>(

@@ -7,13 +7,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::fs::{DirEntry, FileSystem, LockMode};
+use crate::fs::{DirEntry, FileStat, FileSystem, LockMode};
 
 /// The kinds of operation a fault can target, one per [`FileSystem`]
 /// method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OpKind {
-    /// [`FileSystem::read_into`].
+    /// [`FileSystem::read_into`] and [`FileSystem::read_at`].
     Read,
     /// [`FileSystem::is_dir`].
     IsDir,
@@ -31,6 +31,8 @@ pub enum OpKind {
     CreateTemp,
     /// [`FileSystem::open_append`] (a feed segment).
     OpenAppend,
+    /// [`FileSystem::stat_file`] (a feed segment kept open).
+    StatFile,
     /// [`FileSystem::write`]; a failing write first writes half its bytes,
     /// as a full disk can.
     Write,
@@ -46,7 +48,7 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind.
-    pub const ALL: [OpKind; 14] = [
+    pub const ALL: [OpKind; 15] = [
         OpKind::Read,
         OpKind::IsDir,
         OpKind::ListDir,
@@ -56,6 +58,7 @@ impl OpKind {
         OpKind::Lock,
         OpKind::CreateTemp,
         OpKind::OpenAppend,
+        OpKind::StatFile,
         OpKind::Write,
         OpKind::Sync,
         OpKind::Rename,
@@ -231,6 +234,16 @@ impl FileSystem for FaultyFs {
     fn open_append(&self, path: &Path) -> io::Result<File> {
         self.check(OpKind::OpenAppend, path)?;
         self.inner.open_append(path)
+    }
+
+    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
+        self.check(OpKind::StatFile, path)?;
+        self.inner.stat_file(file, path)
+    }
+
+    fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.check(OpKind::Read, path)?;
+        self.inner.read_at(file, path, offset, buf)
     }
 
     fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {

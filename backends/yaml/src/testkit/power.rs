@@ -23,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::fs::{DirEntry, FileSystem, LockMode};
+use crate::fs::{DirEntry, FileStat, FileSystem, LockMode};
 
 /// One operation that changes the disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +172,14 @@ impl FileSystem for RecordingFs {
             log.push(FsOp::CreateFile(path.to_owned()));
         }
         Ok(file)
+    }
+
+    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
+        self.inner.stat_file(file, path)
+    }
+
+    fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_at(file, path, offset, buf)
     }
 
     fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
