@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 use revstore::{Error, RetryPolicy};
 use rusqlite::ErrorCode;
 
-/// Backoff between busy retries: SQLite's busy handler already slept, so a
-/// short jittered pause is enough to let the lock holder finish.
+/// Backoff between busy retries. Most busy errors come after the busy
+/// handler (see [`crate::pool`]) waited for a while already, so a short
+/// jittered pause is enough; the few SQLite reports without calling it
+/// resolve within microseconds.
 const BUSY_BACKOFF: RetryPolicy = RetryPolicy {
     max_attempts: u32::MAX,
-    initial_backoff: Duration::from_millis(1),
-    max_backoff: Duration::from_millis(50),
+    initial_backoff: Duration::from_micros(100),
+    max_backoff: Duration::from_millis(10),
 };
 
 /// Why one attempt at an operation stopped.
@@ -56,20 +58,53 @@ pub(crate) fn retry_busy<T>(
     patience: Duration,
     path: &Path,
     context: impl Fn() -> String,
-    mut attempt: impl FnMut() -> Result<T, Failure>,
+    attempt: impl FnMut() -> Result<T, Failure>,
 ) -> Result<T, Error> {
+    retry_contention(patience, attempt).map_err(|failure| match failure {
+        Failure::Final(e) => e,
+        Failure::Sqlite(e) => sqlite_error(path, context(), e),
+    })
+}
+
+/// As [`retry_busy`], returning the last failure as it is (for a group
+/// commit, which reports it to each of its callers in their own words).
+pub(crate) fn retry_contention<T>(
+    patience: Duration,
+    mut attempt: impl FnMut() -> Result<T, Failure>,
+) -> Result<T, Failure> {
     let deadline = Instant::now() + patience;
     let mut tries = 1u32;
     loop {
         match attempt() {
-            Ok(value) => return Ok(value),
-            Err(Failure::Final(e)) => return Err(e),
             Err(Failure::Sqlite(e)) if is_contention(&e) && Instant::now() < deadline => {
                 tries = tries.saturating_add(1);
                 std::thread::sleep(BUSY_BACKOFF.backoff(tries));
             }
-            Err(Failure::Sqlite(e)) => return Err(sqlite_error(path, context(), e)),
+            other => return other,
         }
+    }
+}
+
+/// The error one of several callers gets for a `failure` they share (a
+/// group commit's), described by `context`: the same kind of error each
+/// would have got alone.
+pub(crate) fn shared_error(path: &Path, context: String, failure: &Failure) -> Error {
+    match failure {
+        Failure::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => sqlite_error(
+            path,
+            context,
+            rusqlite::Error::SqliteFailure(*code, message.clone()),
+        ),
+        Failure::Sqlite(other) => Error::Backend {
+            backend: "sqlite",
+            context,
+            source: other.to_string().into(),
+        },
+        Failure::Final(e) => Error::Backend {
+            backend: "sqlite",
+            context,
+            source: e.to_string().into(),
+        },
     }
 }
 

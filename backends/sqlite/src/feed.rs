@@ -58,12 +58,13 @@ pub(crate) fn record(
 }
 
 /// Prunes the feed to the newest `retain` changes (at least 1) inside the
-/// transaction `tx` that recorded `seq`, when `seq` is a multiple of the
-/// pruning interval.
-pub(crate) fn prune(tx: &Connection, seq: u64, retain: u64) -> Result<(), Failure> {
+/// transaction `tx` that recorded the seqs `first..=last`, when that range
+/// reaches a multiple of the pruning interval.
+pub(crate) fn prune(tx: &Connection, first: u64, last: u64, retain: u64) -> Result<(), Failure> {
     let retain = retain.max(1);
-    if seq % retain.min(PRUNE_EVERY) == 0 && seq > retain {
-        let horizon = i64::try_from(seq - retain).unwrap_or(i64::MAX);
+    let every = retain.min(PRUNE_EVERY);
+    if last / every != first.saturating_sub(1) / every && last > retain {
+        let horizon = i64::try_from(last - retain).unwrap_or(i64::MAX);
         tx.prepare_cached(DELETE_UP_TO)?.execute(params![horizon])?;
         tx.prepare_cached(RAISE_RETAINED_AFTER)?
             .execute(params![horizon])?;

@@ -4,14 +4,19 @@
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use revstore::Durability;
 use rusqlite::{Connection, OpenFlags};
 
 /// How long one statement waits for another connection's lock before SQLite
-/// reports it busy (and [`retry_busy`](crate::failure::retry_busy) takes over).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// reports it busy (and [`retry_busy`](crate::failure::retry_busy), which
+/// keeps the operation's overall deadline, takes over).
+const BUSY_SLICE: Duration = Duration::from_millis(100);
+
+/// Prepared statements kept per connection: every statement this crate
+/// runs, with room to spare (rusqlite's default of 16 is just short).
+const STATEMENT_CACHE: usize = 32;
 
 /// Most idle connections kept; more are opened under load and closed after.
 const MAX_IDLE: usize = 8;
@@ -21,9 +26,9 @@ const MAX_IDLE: usize = 8;
 pub(crate) struct Pool {
     path: PathBuf,
     durability: Durability,
-    /// Per-statement busy timeout: SQLite's own wait, within the
-    /// operation's overall lock timeout.
-    busy_timeout: Duration,
+    /// How long one statement waits for a lock before reporting busy,
+    /// within the operation's overall lock timeout.
+    busy_slice: Duration,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -33,7 +38,7 @@ impl Pool {
         Pool {
             path,
             durability,
-            busy_timeout: BUSY_TIMEOUT.min(lock_timeout),
+            busy_slice: BUSY_SLICE.min(lock_timeout),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -70,8 +75,9 @@ impl Pool {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(self.busy_timeout)?;
+        let mut conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_handler(Some(wait_briefly(self.busy_slice)))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // In WAL mode, NORMAL syncs only at checkpoints: a commit survives a
         // process crash but may be lost on power loss; FULL syncs the WAL on
         // every commit.
@@ -86,6 +92,38 @@ impl Pool {
             conn.pragma_update(None, "fullfsync", true)?;
         }
         Ok(conn)
+    }
+}
+
+/// A busy handler that polls for the lock every 50 to 250 µs, for up to
+/// `slice` in a row.
+///
+/// SQLite's own (`busy_timeout`) sleeps 1, 2, 5, 10, … ms between tries:
+/// a commit holds the write lock for well under a millisecond, so its
+/// waiters slept on long after the lock was free, and writers of
+/// different processes formed a convoy. (Threads of one process do not
+/// poll at all: they queue for a group commit, see [`crate::group`].)
+fn wait_briefly(slice: Duration) -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut since = Instant::now();
+    move |tries| {
+        if tries == 0 {
+            since = Instant::now();
+        } else if since.elapsed() >= slice {
+            return false;
+        }
+        std::thread::sleep(busy_pause(tries));
+        true
+    }
+}
+
+/// The pause before try `tries + 1` of a busy statement: short at first,
+/// when the holder is most likely a commit about to finish, longer when it
+/// is a long transaction, to spend less time polling it.
+fn busy_pause(tries: i32) -> Duration {
+    match tries {
+        0..=19 => Duration::from_micros(50),
+        20..=199 => Duration::from_micros(100),
+        _ => Duration::from_micros(250),
     }
 }
 
