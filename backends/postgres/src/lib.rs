@@ -3,33 +3,37 @@
 //! any number of machines share.
 //!
 //! # Guarantees
-//! - **Atomic, conditional commits.** A write is one `READ COMMITTED`
-//!   transaction: `INSERT … ON CONFLICT DO NOTHING` for a key that must
-//!   never have been written, otherwise `UPDATE … WHERE collection=$ AND
-//!   name=$ AND revision=$expected`. PostgreSQL re-checks the `WHERE` on the
-//!   newest row version after waiting for a concurrent writer's row lock,
-//!   so zero rows changed means another writer won, and nothing is written.
+//! - **Atomic, conditional commits.** A plain write is one autocommitted
+//!   statement (one round trip), under `READ COMMITTED`: `INSERT … ON
+//!   CONFLICT DO NOTHING` for a key that must never have been written,
+//!   otherwise `UPDATE … WHERE collection=$ AND name=$ AND
+//!   revision=$expected`, with the change-feed record chained to it by
+//!   data-modifying CTEs. PostgreSQL re-checks the `WHERE` on the newest
+//!   row version after waiting for a concurrent writer's row lock, so zero
+//!   rows changed means another writer won, and nothing is written.
 //!   Deletes leave tombstones (a `NULL` body keeping the revision).
-//! - **Schema-guarded writes.** A write tied to a schema revision takes a
-//!   shared transaction-level advisory lock on the schema key, then checks
-//!   its revision in the same transaction; a write *to* a reserved key
-//!   (`_schema/…`) takes the same lock exclusively. So no document write
-//!   validated against schema revision N commits after revision N+1 did.
-//! - **Change feed in commit order.** Each commit's last statement takes
-//!   the next seq from a one-row counter (`UPDATE feed_state SET last_seq =
-//!   last_seq + 1`), records the change and its `NOTIFY` in the same
-//!   transaction. The counter row stays locked until the commit is
+//! - **Schema-guarded writes.** A write tied to a schema revision runs in
+//!   a transaction that takes a shared transaction-level advisory lock on
+//!   the schema key, then checks its revision, then writes; a write *to* a
+//!   reserved key (`_schema/…`) takes the same lock exclusively. So no
+//!   document write validated against schema revision N commits after
+//!   revision N+1 did.
+//! - **Change feed in commit order.** The same statement, after the
+//!   document row, takes the next seq from a one-row counter (`UPDATE
+//!   feed_state SET last_seq = last_seq + 1`), records the change and
+//!   queues its `NOTIFY`. The counter row stays locked until the commit is
 //!   visible, so seqs are handed out in commit order, without gaps, and a
 //!   cursor never misses a change (a plain `bigserial` would let a lower
 //!   seq commit after a higher one was read). The cost is one short
-//!   critical section per commit and store: the statement, the `COMMIT`
-//!   and, at [`Durability::Full`], its WAL flush. Writers of different keys
-//!   therefore commit one at a time per namespace (about one commit per
-//!   WAL flush; see the README's benchmark table), while their other
-//!   statements run in parallel. Retention works as in revstore-sqlite: a
-//!   write prunes the feed to [`PostgresOptions::retain_changes`] once every
-//!   256 seqs, and a cursor older than the horizon gets
-//!   [`Error::Compacted`], never a gap.
+//!   critical section per commit and namespace: the rest of the statement,
+//!   the commit and, at [`Durability::Full`], its WAL flush. Writers of
+//!   different keys therefore commit one at a time per namespace (about
+//!   one commit per WAL flush; see the README's benchmark table), while
+//!   their reads and row locks proceed in parallel. Retention works as in
+//!   revstore-sqlite: a write prunes the feed to
+//!   [`PostgresOptions::retain_changes`] once every 256 seqs (in a
+//!   transaction of its own that moves the horizon with the rows), and a
+//!   cursor older than the horizon gets [`Error::Compacted`], never a gap.
 //! - **Watchers wake at once.** [`wait_for_change`](revstore::StorageBackend::wait_for_change)
 //!   is served by a `LISTEN` connection on a background thread (started by
 //!   the first watcher of a handle, reconnecting after a server restart,
@@ -40,16 +44,18 @@
 //!   a server restarting or shutting down is [`Error::Unavailable`]
 //!   ([`Error::is_retryable`]): the backend made sure nothing was written.
 //!   A pooled connection found dead is replaced once, silently. Should the
-//!   connection drop while `COMMIT` is in flight, the backend reconnects
-//!   (up to the connect timeout, after waiting for the old transaction to
-//!   end) and looks up the random token the commit wrote into its change
-//!   row: found, the commit is reported committed; not found, it is
-//!   [`Error::Unavailable`]. Only when the server cannot be reached to
-//!   settle it (or the change was already pruned, with a retention smaller
-//!   than the commits made meanwhile) is the answer [`Error::Backend`],
-//!   saying that the outcome is unknown. Deadlocks and serialization
-//!   failures (`40P01`, `40001`) are rolled back by the server and retried
-//!   here; they never reach the caller.
+//!   connection drop while the statement that commits (the write, or
+//!   `COMMIT`) is in flight, the backend reconnects (up to the connect
+//!   timeout), ends the server process that ran it if it still runs and
+//!   waits for it to exit (so its transaction is over), and then reads the
+//!   key's revision and the change row of the revision the write would
+//!   have made, which carries a random token of the write's own: it is
+//!   reported committed, or [`Error::Unavailable`]. Only when the server
+//!   cannot be reached to settle it, or that change row was already
+//!   pruned (retention smaller than the commits made meanwhile), is the
+//!   answer [`Error::Backend`], saying that the outcome is unknown.
+//!   Deadlocks and serialization failures (`40P01`, `40001`) are rolled
+//!   back by the server and retried here; they never reach the caller.
 //! - **Durability.** [`Durability::Full`] (the default) runs every session
 //!   with `synchronous_commit = on`: an acknowledged write survives a crash
 //!   of the server or the machine (as far as the server's own `fsync`
@@ -196,12 +202,32 @@ impl std::fmt::Debug for PostgresBackend {
 
 /// Why one attempt at a commit stopped.
 enum CommitFailure {
-    /// Before `COMMIT` was sent: the transaction did not commit.
+    /// Before the statement that commits was sent: nothing committed.
     Before(postgres::Error),
-    /// `COMMIT` itself failed; the change would have had `seq`.
-    AtCommit { seq: i64, error: postgres::Error },
+    /// The statement that commits (the autocommitted write, or `COMMIT`)
+    /// failed: if the connection dropped, the outcome must be settled.
+    InFlight(postgres::Error),
     /// A final answer (corrupt data).
     Final(Error),
+}
+
+/// Why one attempt at settling a write failed.
+struct Trouble(String);
+
+impl From<postgres::Error> for Trouble {
+    fn from(e: postgres::Error) -> Self {
+        Trouble(e.to_string())
+    }
+}
+
+/// What settling a write whose connection dropped found.
+enum Settled {
+    /// It committed.
+    Committed,
+    /// It did not: nothing was written.
+    NotCommitted,
+    /// The feed no longer tells (its change would have been pruned).
+    Unknown,
 }
 
 impl From<postgres::Error> for CommitFailure {
@@ -385,30 +411,69 @@ impl PostgresBackend {
         }
     }
 
-    /// One attempt at a commit, in one transaction on `conn`.
+    /// One attempt at a commit on `conn`: a plain write is one
+    /// autocommitted statement (one round trip); a guarded write, or a
+    /// write to a reserved key, takes its advisory locks and checks the
+    /// guard in a transaction first. Returns the outcome and, when
+    /// committed, the change's seq.
     fn try_commit(
         &self,
         conn: &mut Conn,
         commit: &Commit<'_>,
         body: Option<&str>,
         token: &[u8; 16],
-    ) -> Result<CommitOutcome, CommitFailure> {
+    ) -> Result<(CommitOutcome, Option<u64>), CommitFailure> {
         let key = commit.key;
         let expected = sql_revision(Some(commit.expected), key)?;
         let new_revision = sql_revision(commit.expected.checked_add(1), key)?;
-        // Prepared before the transaction borrows the connection.
+        // Prepared before a transaction borrows the connection.
         let statement = |conn: &mut Conn, query| conn.statement(&self.sql, query);
-        let lock_shared = statement(conn, Query::LockShared)?;
-        let lock_exclusive = statement(conn, Query::LockExclusive)?;
         let select_current = statement(conn, Query::SelectCurrent)?;
         let write = if commit.expected == 0 {
             statement(conn, Query::WriteFirst)?
         } else {
             statement(conn, Query::WriteIfRevision)?
         };
-        let prune = statement(conn, Query::PruneChanges)?;
-        let raise_horizon = statement(conn, Query::RaiseHorizon)?;
+        let kind = commit.kind.as_str();
+        let token = &token[..];
+        let channel = &self.sql.channel;
+        let (collection, name) = (key.collection(), key.name());
+        let first: [&(dyn postgres::types::ToSql + Sync); 6] =
+            [&collection, &name, &body, &kind, &token, channel];
+        let later: [&(dyn postgres::types::ToSql + Sync); 8] = [
+            &body,
+            &new_revision,
+            &collection,
+            &name,
+            &expected,
+            &kind,
+            &token,
+            channel,
+        ];
+        let params: &[&(dyn postgres::types::ToSql + Sync)] =
+            if commit.expected == 0 { &first } else { &later };
 
+        if commit.guard.is_none() && !key.is_reserved() {
+            // A client that knows its connection is closed sends nothing.
+            let was_closed = conn.client.is_closed();
+            let written = conn.client.query_opt(&write, params).map_err(|e| {
+                if was_closed {
+                    CommitFailure::Before(e)
+                } else {
+                    CommitFailure::InFlight(e)
+                }
+            })?;
+            return match written {
+                Some(row) => Ok((CommitOutcome::Committed, Some(seq_of(&row)))),
+                None => {
+                    let actual = self.current_in(&mut conn.client, &select_current, key)?;
+                    Ok((CommitOutcome::Conflict { actual }, None))
+                }
+            };
+        }
+
+        let lock_shared = statement(conn, Query::LockShared)?;
+        let lock_exclusive = statement(conn, Query::LockExclusive)?;
         // Dropping `tx` without committing rolls it back.
         let mut tx = conn.client.transaction()?;
         if key.is_reserved() {
@@ -418,58 +483,41 @@ impl PostgresBackend {
             tx.execute(&lock_shared, &[&self.lock_key(guard.key)])?;
             let actual = self.current_in(&mut tx, &select_current, guard.key)?;
             if actual.last_revision() != guard.revision {
-                return Ok(CommitOutcome::GuardChanged { actual });
+                return Ok((CommitOutcome::GuardChanged { actual }, None));
             }
         }
-        let kind = commit.kind.as_str();
-        let token = &token[..];
-        let channel = &self.sql.channel;
-        let written = if commit.expected == 0 {
-            tx.query_opt(
-                &write,
-                &[
-                    &key.collection(),
-                    &key.name(),
-                    &body,
-                    &kind,
-                    &token,
-                    channel,
-                ],
-            )?
-        } else {
-            tx.query_opt(
-                &write,
-                &[
-                    &body,
-                    &new_revision,
-                    &key.collection(),
-                    &key.name(),
-                    &expected,
-                    &kind,
-                    &token,
-                    channel,
-                ],
-            )?
-        };
-        let Some(row) = written else {
+        let Some(row) = tx.query_opt(&write, params)? else {
             let actual = self.current_in(&mut tx, &select_current, key)?;
-            return Ok(CommitOutcome::Conflict { actual });
+            return Ok((CommitOutcome::Conflict { actual }, None));
         };
-        let seq: i64 = row.try_get(0)?;
-        if let Some(horizon) = feed::prune_horizon(seq.unsigned_abs(), self.retain_changes) {
-            let horizon = i64::try_from(horizon).unwrap_or(i64::MAX);
+        let seq = seq_of(&row);
+        tx.commit().map_err(CommitFailure::InFlight)?;
+        Ok((CommitOutcome::Committed, Some(seq)))
+    }
+
+    /// Prunes the feed when the commit that took `seq` is at a pruning
+    /// point, in a transaction of its own: the horizon and the rows go
+    /// together. A failure is left for the next pruning point, which
+    /// prunes everything older anyway.
+    fn prune(&self, conn: &mut Conn, seq: u64) {
+        let Some(horizon) = feed::prune_horizon(seq, self.retain_changes) else {
+            return;
+        };
+        let horizon = i64::try_from(horizon).unwrap_or(i64::MAX);
+        let _ = (|| -> Result<(), postgres::Error> {
+            let prune = conn.statement(&self.sql, Query::PruneChanges)?;
+            let raise = conn.statement(&self.sql, Query::RaiseHorizon)?;
+            let mut tx = conn.client.transaction()?;
+            tx.execute(&raise, &[&horizon])?;
             tx.execute(&prune, &[&horizon])?;
-            tx.execute(&raise_horizon, &[&horizon])?;
-        }
-        tx.commit()
-            .map_err(|error| CommitFailure::AtCommit { seq, error })?;
-        Ok(CommitOutcome::Committed)
+            tx.commit()
+        })();
     }
 
     /// The state of `key` as seen by a new statement in `tx`.
     fn current_in(
         &self,
-        tx: &mut postgres::Transaction<'_>,
+        tx: &mut impl postgres::GenericClient,
         select_current: &Statement,
         key: &Key,
     ) -> Result<Current, CommitFailure> {
@@ -494,101 +542,110 @@ impl PostgresBackend {
         i64::from_ne_bytes(hash.to_ne_bytes())
     }
 
-    /// Settles a commit whose connection dropped while `COMMIT` was in
-    /// flight: reconnects (until the connect timeout), waits for the old
-    /// transaction to end, and looks for its token at `seq`.
+    /// Settles a write whose connection dropped while the statement that
+    /// commits it was in flight: reconnects (until the connect timeout),
+    /// makes sure the server process that ran it is gone (so its
+    /// transaction has ended), and looks for the write's token.
     fn settle(
         &self,
-        key: &Key,
-        seq: i64,
+        commit: &Commit<'_>,
         token: &[u8; 16],
-        lost: postgres::Error,
-    ) -> Result<CommitOutcome> {
+        process: &(i32, String),
+    ) -> Result<Settled, String> {
         let deadline = Instant::now() + self.connect_timeout.max(Duration::from_secs(1));
         loop {
-            let last_error = match self.look_up(seq, token, deadline) {
-                Ok(Some(true)) => return Ok(CommitOutcome::Committed),
-                Ok(Some(false)) => {
-                    return Err(unavailable(
-                        format!(
-                            "committing {key} to {} (the connection dropped during COMMIT, \
-                             and the server rolled the transaction back)",
-                            self.server
-                        ),
-                        lost,
-                    ))
-                }
-                Ok(None) => {
-                    return Err(backend(
-                        format!(
-                            "committing {key} to {}: the connection dropped during COMMIT, \
-                             and the change feed no longer holds seq {seq} to tell whether \
-                             it committed (retention is smaller than the commits made since); \
-                             the outcome is unknown — read the key to find out",
-                            self.server
-                        ),
-                        lost,
-                    ))
-                }
-                Err(e) => e,
+            let last_error = match self.look_up(commit, token, process, deadline) {
+                Ok(settled) => return Ok(settled),
+                Err(Trouble(why)) => why,
             };
             if Instant::now() >= deadline {
-                let why = format!(" ({last_error})");
-                return Err(backend(
-                    format!(
-                        "committing {key} to {}: the connection dropped during COMMIT, and \
-                         the server could not be reached within {:?} to learn whether it \
-                         committed{why}; the outcome is unknown — read the key to find out",
-                        self.server, self.connect_timeout
-                    ),
-                    lost,
-                ));
+                return Err(last_error);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Whether the commit that would have taken `seq` with `token`
-    /// committed (`None`: its change was pruned, so the feed cannot tell).
+    /// One attempt at [`settle`](Self::settle).
     fn look_up(
         &self,
-        seq: i64,
+        commit: &Commit<'_>,
         token: &[u8; 16],
+        (pid, started): &(i32, String),
         deadline: Instant,
-    ) -> Result<Option<bool>, postgres::Error> {
+    ) -> Result<Settled, Trouble> {
         let mut conn = self.pool.connect()?;
+        let client = &mut conn.client;
         let patience = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(100));
-        // Locking the counter row gives this lookup a transaction id, so
-        // its end writes a commit record: `local` keeps it from waiting for
-        // a synchronous standby that may be the very reason for the outage.
-        conn.client.batch_execute(&format!(
+        // Locking the counter row below gives this lookup a transaction id,
+        // so its end writes a commit record: `local` keeps it from waiting
+        // for a synchronous standby that may be the very reason for the
+        // outage.
+        client.batch_execute(&format!(
             "SET lock_timeout = {}; SET synchronous_commit = local",
             patience.as_millis().max(1)
         ))?;
-        let ns = schema::quote(&self.namespace);
-        // The old transaction held the counter row from taking its seq to
-        // its end: once this lock is granted, it has committed or rolled
-        // back, and the next statement's snapshot shows which.
-        conn.client.query(
-            format!("SELECT 1 FROM {ns}.feed_state FOR SHARE").as_str(),
-            &[],
+        // The server process may not have noticed that its client is gone
+        // (it may still wait for a lock, then commit): end it, and wait
+        // until it has exited, which it does only after its transaction
+        // ended. The start time tells it from a later process with its pid.
+        let alive =
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2";
+        client.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_start::text = $2",
+            &[pid, started],
         )?;
-        let row = conn.client.query_one(
+        loop {
+            let left: i64 = client.query_one(alive, &[pid, started])?.try_get(0)?;
+            if left == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Trouble(format!(
+                    "the server process {pid} that ran the write did not exit"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ns = schema::quote(&self.namespace);
+        let key = commit.key;
+        let new_revision = commit.expected.saturating_add(1);
+        let new_revision = i64::try_from(new_revision).unwrap_or(i64::MAX);
+        // Revisions never go back and rows are never deleted: a key below
+        // the revision the write would have made was not written by it.
+        let revision: Option<i64> = client
+            .query_opt(
+                format!("SELECT revision FROM {ns}.documents WHERE collection = $1 AND name = $2")
+                    .as_str(),
+                &[&key.collection(), &key.name()],
+            )?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        if revision.is_none_or(|r| r < new_revision) {
+            return Ok(Settled::NotCommitted);
+        }
+        // That revision was committed once, by this write or another, and
+        // its change row says which — unless pruning took it.
+        let change = client.query_opt(
             format!(
-                "SELECT (SELECT token FROM {ns}.changes WHERE seq = $1), retained_after \
-                 FROM {ns}.feed_state"
+                "SELECT token FROM {ns}.changes \
+                 WHERE collection = $1 AND name = $2 AND revision = $3"
             )
             .as_str(),
-            &[&seq],
+            &[&key.collection(), &key.name(), &new_revision],
         )?;
-        let found: Option<Vec<u8>> = row.try_get(0)?;
-        let horizon: i64 = row.try_get(1)?;
-        Ok(match found {
-            Some(stored) => Some(stored == token[..]),
-            None if horizon >= seq => None,
-            None => Some(false),
+        Ok(match change {
+            Some(row) => {
+                let stored: Vec<u8> = row.try_get(0)?;
+                if stored == token[..] {
+                    Settled::Committed
+                } else {
+                    Settled::NotCommitted
+                }
+            }
+            None => Settled::Unknown,
         })
     }
 
@@ -613,6 +670,11 @@ impl PostgresBackend {
         self.listener()
             .is_some_and(|listener| listener.wait_listening(timeout))
     }
+}
+
+/// The seq a write statement returned (its first column).
+fn seq_of(row: &postgres::Row) -> u64 {
+    row.try_get::<_, i64>(0).map_or(0, i64::unsigned_abs)
 }
 
 /// A revision as PostgreSQL's `bigint`.
@@ -662,17 +724,70 @@ impl revstore::StorageBackend for PostgresBackend {
         loop {
             let mut conn = self.connection(&context)?;
             let error = match self.try_commit(&mut conn, commit, body.as_deref(), &token) {
-                Ok(outcome) => return Ok(outcome),
+                Ok((outcome, seq)) => {
+                    if let Some(seq) = seq {
+                        self.prune(&mut conn, seq);
+                    }
+                    return Ok(outcome);
+                }
                 Err(CommitFailure::Final(e)) => return Err(e),
                 Err(CommitFailure::Before(error)) => error,
-                Err(CommitFailure::AtCommit { seq, error }) => {
-                    if classify(&error, conn.client.is_closed()) == Class::Connection {
+                Err(CommitFailure::InFlight(error)) => {
+                    if classify(&error, conn.client.is_closed()) != Class::Connection {
+                        // The server answered: it rolled the write back.
+                        error
+                    } else {
                         conn.discard();
+                        let reused = conn.reused;
+                        let process = conn.server_process.clone();
                         drop(conn);
-                        return self.settle(key, seq, &token, error);
+                        match self.settle(commit, &token, &process) {
+                            Ok(Settled::Committed) => return Ok(CommitOutcome::Committed),
+                            Ok(Settled::NotCommitted) if reused && !spent.replaced_dead => {
+                                // Most likely a pooled connection that died
+                                // idle (a server restart): try a fresh one.
+                                spent.replaced_dead = true;
+                                self.pool.drain_idle();
+                                continue;
+                            }
+                            Ok(Settled::NotCommitted) => {
+                                return Err(unavailable(
+                                    format!(
+                                        "committing {key} to {} (the connection dropped while \
+                                         the write was in flight, and it did not commit)",
+                                        self.server
+                                    ),
+                                    error,
+                                ))
+                            }
+                            Ok(Settled::Unknown) => {
+                                return Err(backend(
+                                    format!(
+                                        "committing {key} to {}: the connection dropped while \
+                                         the write was in flight, and the change feed no longer \
+                                         holds the change that would tell whether it committed \
+                                         (retention is smaller than the commits made since); the \
+                                         outcome is unknown — read the key to find out",
+                                        self.server
+                                    ),
+                                    error,
+                                ))
+                            }
+                            Err(why) => {
+                                return Err(backend(
+                                    format!(
+                                        "committing {key} to {}: the connection dropped while \
+                                         the write was in flight, and the server could not be \
+                                         reached within {:?} to learn whether it committed \
+                                         ({why}); the outcome is unknown — read the key to find \
+                                         out",
+                                        self.server, self.connect_timeout
+                                    ),
+                                    error,
+                                ))
+                            }
+                        }
                     }
-                    // The server answered: it rolled the transaction back.
-                    error
                 }
             };
             match self.after_error(&mut conn, error, &mut spent, &context, Some(key)) {

@@ -14,6 +14,10 @@ use crate::sql::{Query, Sql, QUERIES};
 /// One connection and the statements prepared on it.
 pub(crate) struct Conn {
     pub(crate) client: Client,
+    /// The server process serving it, for settling a write whose
+    /// connection dropped mid-flight: `(pid, backend start time as text)`,
+    /// which names it even if the pid is later reused.
+    pub(crate) server_process: (i32, String),
     prepared: [Option<Statement>; QUERIES],
 }
 
@@ -161,7 +165,12 @@ impl Pool {
     pub(crate) fn connect(&self) -> Result<Conn, postgres::Error> {
         let mut client = self.config.connect(NoTls)?;
         client.batch_execute(&self.setup)?;
+        let row = client.query_one(
+            "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            &[],
+        )?;
         Ok(Conn {
+            server_process: (row.try_get(0)?, row.try_get(1)?),
             client,
             prepared: std::array::from_fn(|_| None),
         })

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::sync::Barrier;
 use std::time::Instant;
 
-use ::postgres::{Client, NoTls};
+use ::postgres::{Client, NoTls, Statement};
 use revstore::{Durability, Patch, Precondition, Store};
 use revstore_postgres::{PostgresBackend, PostgresOptions};
 use serde_json::json;
@@ -41,10 +41,15 @@ fn pg_error(what: &str, e: ::postgres::Error) -> CliError {
 }
 
 /// The raw side: a plain connection with the durability's
-/// `synchronous_commit`, on a table shaped like revstore's documents.
+/// `synchronous_commit`, on a table shaped like revstore's documents, its
+/// statements prepared once (as revstore-postgres prepares its own).
 struct Raw {
     client: Client,
     table: String,
+    insert: Statement,
+    select: Statement,
+    update: Statement,
+    names: Statement,
 }
 
 impl Raw {
@@ -66,41 +71,49 @@ impl Raw {
                      PRIMARY KEY (collection, name))"
             ))
             .map_err(|e| pg_error("creating the raw table", e))?;
-        Ok(Raw { client, table })
+        let mut prepare = |sql: String| client.prepare(&sql).map_err(|e| pg_error("preparing", e));
+        let insert = prepare(format!(
+            "INSERT INTO {table} (collection, name, revision, body) VALUES ($1, $2, 1, $3)"
+        ))?;
+        let select = prepare(format!(
+            "SELECT revision, body FROM {table} WHERE collection = $1 AND name = $2"
+        ))?;
+        let update = prepare(format!(
+            "UPDATE {table} SET body = $1, revision = revision + 1 \
+             WHERE collection = $2 AND name = $3 AND revision = $4"
+        ))?;
+        let names = prepare(format!(
+            "SELECT name, revision FROM {table} WHERE collection = $1 ORDER BY name"
+        ))?;
+        Ok(Raw {
+            client,
+            table,
+            insert,
+            select,
+            update,
+            names,
+        })
     }
 
     fn insert(&mut self, name: &str, body: &str) -> Result<(), CliError> {
-        let sql = format!(
-            "INSERT INTO {} (collection, name, revision, body) VALUES ($1, $2, 1, $3)",
-            self.table
-        );
         self.client
-            .execute(sql.as_str(), &[&C, &name, &body])
+            .execute(&self.insert, &[&C, &name, &body])
             .map_err(|e| pg_error("INSERT", e))?;
         Ok(())
     }
 
     fn select(&mut self, name: &str) -> Result<(), CliError> {
-        let sql = format!(
-            "SELECT revision, body FROM {} WHERE collection = $1 AND name = $2",
-            self.table
-        );
         self.client
-            .query_opt(sql.as_str(), &[&C, &name])
+            .query_opt(&self.select, &[&C, &name])
             .map_err(|e| pg_error("SELECT", e))?;
         Ok(())
     }
 
     /// One conditional update on the revision this single writer knows.
     fn update(&mut self, name: &str, revision: i64, body: &str) -> Result<(), CliError> {
-        let sql = format!(
-            "UPDATE {} SET body = $1, revision = revision + 1 \
-             WHERE collection = $2 AND name = $3 AND revision = $4",
-            self.table
-        );
         let changed = self
             .client
-            .execute(sql.as_str(), &[&body, &C, &name, &revision])
+            .execute(&self.update, &[&body, &C, &name, &revision])
             .map_err(|e| pg_error("UPDATE", e))?;
         if changed == 1 {
             Ok(())
@@ -112,12 +125,8 @@ impl Raw {
     }
 
     fn names(&mut self) -> Result<(), CliError> {
-        let sql = format!(
-            "SELECT name, revision FROM {} WHERE collection = $1 ORDER BY name",
-            self.table
-        );
         self.client
-            .query(sql.as_str(), &[&LISTED])
+            .query(&self.names, &[&LISTED])
             .map_err(|e| pg_error("SELECT names", e))?;
         Ok(())
     }
