@@ -51,15 +51,6 @@ impl Job {
 /// What one commit of a group came to.
 pub(crate) type Outcome = Result<CommitOutcome, Error>;
 
-/// A job handed back to its caller with its outcome.
-#[derive(Debug)]
-pub(crate) struct Finished {
-    /// The job, as submitted.
-    pub(crate) job: Job,
-    /// What became of it.
-    pub(crate) outcome: Outcome,
-}
-
 /// What identifies a queue: the file and every setting that changes how a
 /// commit is run, so that a group never commits one handle's write with
 /// another handle's durability or retention.
@@ -88,11 +79,14 @@ pub(crate) struct WriterQueue {
 struct State {
     /// Jobs not yet taken by a leader, oldest first, with their tickets.
     waiting: VecDeque<(u64, Job)>,
-    /// Jobs whose group has finished, by ticket, until their caller
-    /// collects them.
-    done: HashMap<u64, Finished>,
+    /// Outcomes of jobs whose group has finished, by ticket, until their
+    /// caller collects them.
+    done: HashMap<u64, Outcome>,
     /// Whether a leader is running a group now.
     leading: bool,
+    /// Callers waiting for a group to finish (when none are, finishing
+    /// one need not wake anybody, which costs a system call).
+    sleepers: usize,
     next_ticket: u64,
     /// The largest group run so far (for tests and diagnostics).
     largest_group: usize,
@@ -135,21 +129,23 @@ impl WriterQueue {
     /// Commits `job` through the queue: waits while another thread leads,
     /// and when no one does, leads a group of the waiting jobs, running
     /// them with `run` (which returns one outcome per job, in order).
-    /// Returns once the group holding `job` has finished.
-    pub(crate) fn submit(&self, job: Job, run: &dyn Fn(&[Job]) -> Vec<Outcome>) -> Finished {
+    /// Returns `job`'s outcome once the group holding it has finished.
+    pub(crate) fn submit(&self, job: Job, run: &dyn Fn(&[Job]) -> Vec<Outcome>) -> Outcome {
         let mut state = self.state();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.waiting.push_back((ticket, job));
         loop {
-            if let Some(finished) = state.done.remove(&ticket) {
-                return finished;
+            if let Some(outcome) = state.done.remove(&ticket) {
+                return outcome;
             }
             if state.leading {
+                state.sleepers += 1;
                 state = self
                     .finished
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
+                state.sleepers -= 1;
                 continue;
             }
             state.leading = true;
@@ -228,13 +224,15 @@ impl Leading<'_> {
         let tickets = std::mem::take(&mut self.tickets);
         let jobs = std::mem::take(&mut self.jobs);
         let mut state = self.queue.state();
-        for (ticket, job) in tickets.into_iter().zip(jobs) {
-            let outcome = outcome_of(&job);
-            state.done.insert(ticket, Finished { job, outcome });
+        for (ticket, job) in tickets.into_iter().zip(&jobs) {
+            state.done.insert(ticket, outcome_of(job));
         }
         state.leading = false;
+        let wake = state.sleepers > 0;
         drop(state);
-        self.queue.finished.notify_all();
+        if wake {
+            self.queue.finished.notify_all();
+        }
     }
 }
 
@@ -286,11 +284,12 @@ mod tests {
             while queue.waiting() == 0 && !queue.state().leading {
                 std::thread::yield_now();
             }
-            let finished = queue.submit(job("b"), &|jobs| {
+            let outcome = queue.submit(job("b"), &|jobs| {
+                assert_eq!(jobs.len(), 1);
+                assert_eq!(jobs[0].key.name(), "b");
                 jobs.iter().map(|_| Ok(CommitOutcome::Committed)).collect()
             });
-            assert_eq!(finished.job.key.name(), "b");
-            assert!(matches!(finished.outcome, Ok(CommitOutcome::Committed)));
+            assert!(matches!(outcome, Ok(CommitOutcome::Committed)));
             assert!(panicking.join().is_err());
         });
         assert!(!queue.state().leading);
