@@ -37,10 +37,11 @@
 //!   retention horizon and the rows from one snapshot, so a cursor older
 //!   than the horizon always gets [`Error::Compacted`], never a gap.
 //! - **Warm reads skip parsing.** Each handle keeps a bounded cache
-//!   ([`revstore::DEFAULT_DECODE_CACHE_BYTES`]) of the bodies it read,
-//!   keyed by their exact stored JSON text: a read still fetches the row,
-//!   and reuses the decoded body only when the text is byte-for-byte the
-//!   one decoded before (the revision always comes from the row).
+//!   ([`revstore::DEFAULT_DECODE_CACHE_BYTES`]) of the bodies it read twice
+//!   unchanged, keyed by their exact stored JSON text: a read still fetches
+//!   the row, and reuses the decoded body only when the text is
+//!   byte-for-byte the one decoded before (the revision always comes from
+//!   the row).
 //! - **Readers never write** and, thanks to WAL, never wait for writers. A
 //!   file that cannot be put in WAL mode is refused
 //!   ([`Error::InvalidConfig`] naming it), and so are in-memory databases.
@@ -103,7 +104,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use revstore::{
-    Change, Commit, CommitOutcome, DecodeCache, Durability, Entry, Error, Key, Record, Result,
+    Change, Commit, CommitOutcome, Durability, Entry, Error, Key, Record, Result,
     DEFAULT_RETAINED_CHANGES,
 };
 use rusqlite::params;
@@ -112,6 +113,7 @@ use rusqlite::types::ValueRef;
 use crate::failure::{retry_busy, Failure};
 use crate::group::{Job, WriterQueue};
 use crate::pool::Pool;
+use crate::row::Decoded;
 
 /// Settings of a [`SqliteBackend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +160,7 @@ pub struct SqliteBackend {
     lock_timeout: Duration,
     /// Bodies this handle decoded, by the exact JSON text stored, so that
     /// a read of an unchanged row skips parsing.
-    decoded: DecodeCache,
+    decoded: Decoded,
     /// Where this handle's commits queue up with those of the other
     /// threads and handles of this process on the same file.
     writers: Arc<WriterQueue>,
@@ -229,7 +231,7 @@ impl SqliteBackend {
             pool,
             retain_changes: options.retain_changes,
             lock_timeout: options.lock_timeout,
-            decoded: DecodeCache::default(),
+            decoded: Decoded::default(),
             writers,
             #[cfg(test)]
             unchecked_groups: std::sync::atomic::AtomicBool::new(false),
@@ -270,7 +272,7 @@ impl revstore::StorageBackend for SqliteBackend {
                 let mut rows = stmt.query(params![key.collection(), key.name()])?;
                 match rows.next()? {
                     None => Ok(None),
-                    Some(row) => row::record(row, path, key, &self.decoded).map(Some),
+                    Some(row) => self.decoded.record(row, path, key).map(Some),
                 }
             },
         )

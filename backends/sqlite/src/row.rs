@@ -1,6 +1,8 @@
 //! Decoding stored rows, trusting nothing the file holds.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use revstore::{Body, Current, DecodeCache, Error, Key, Record};
 use rusqlite::types::ValueRef;
@@ -59,37 +61,82 @@ pub(crate) fn body(
     }
 }
 
-/// A full record from a `(revision, body)` row. A body whose exact text
-/// `cache` decoded before is cloned from it instead of parsed again; any
-/// other body is parsed and remembered. The revision always comes from the
-/// row, so a cached body never carries a stale revision.
-pub(crate) fn record(
-    row: &rusqlite::Row<'_>,
-    path: &Path,
-    key: &Key,
-    cache: &DecodeCache,
-) -> Result<Record, Failure> {
-    let at = || location(path, key);
-    let revision = revision(row.get_ref(0)?, at)?;
-    let stored = row.get_ref(1)?;
-    let ValueRef::Text(text) = stored else {
-        return Ok(Record {
+/// The bodies a handle decoded, so that reading an unchanged row again
+/// skips parsing.
+///
+/// A body is cached on its second read at the same revision, not its
+/// first: caching costs a clone of the body, which pays off only when it
+/// is read again unchanged. Most first reads are not (the engine reads a
+/// key before each write, which then changes it; a store read at random
+/// keys rarely reads one twice).
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    cache: DecodeCache,
+    /// Keys read once and not cached yet, with the revision read.
+    read_once: Mutex<HashMap<Key, u64>>,
+}
+
+/// Most keys [`Decoded`] remembers as read once; beyond, it starts over.
+const MAX_READ_ONCE: usize = 4096;
+
+impl Decoded {
+    /// A full record from a `(revision, body)` row. A body whose exact
+    /// text was decoded and cached before is cloned from the cache instead
+    /// of parsed again; the revision always comes from the row, so a cached
+    /// body never carries a stale one.
+    pub(crate) fn record(
+        &self,
+        row: &rusqlite::Row<'_>,
+        path: &Path,
+        key: &Key,
+    ) -> Result<Record, Failure> {
+        let at = || location(path, key);
+        let revision = revision(row.get_ref(0)?, at)?;
+        let stored = row.get_ref(1)?;
+        let ValueRef::Text(text) = stored else {
+            return Ok(Record {
+                revision,
+                body: body(stored, at)?,
+            });
+        };
+        if let Some(cached) = self.cache.lookup(key, text) {
+            return Ok(Record {
+                revision,
+                body: cached.body,
+            });
+        }
+        let record = Record {
             revision,
             body: body(stored, at)?,
-        });
-    };
-    if let Some(cached) = cache.lookup(key, text) {
-        return Ok(Record {
-            revision,
-            body: cached.body,
-        });
+        };
+        if self.read_before(key, revision) {
+            self.cache.insert(key, text, &record);
+        }
+        Ok(record)
     }
-    let record = Record {
-        revision,
-        body: body(stored, at)?,
-    };
-    cache.insert(key, text, &record);
-    Ok(record)
+
+    /// Drops what is cached for `key` (it was just written).
+    pub(crate) fn forget(&self, key: &Key) {
+        self.cache.forget(key);
+    }
+
+    /// Whether `key` was read once before at `revision` without being
+    /// cached; if not, remembers this read.
+    fn read_before(&self, key: &Key, revision: u64) -> bool {
+        // A poisoned map only means reads stop caching.
+        let Ok(mut read_once) = self.read_once.lock() else {
+            return false;
+        };
+        if read_once.get(key) == Some(&revision) {
+            read_once.remove(key);
+            return true;
+        }
+        if read_once.len() >= MAX_READ_ONCE {
+            read_once.clear();
+        }
+        read_once.insert(key.clone(), revision);
+        false
+    }
 }
 
 /// The state of a key from a `(revision, body IS NULL)` row, without
@@ -119,5 +166,54 @@ fn describe(value: ValueRef<'_>) -> String {
         ValueRef::Real(f) => format!("the real number {f}"),
         ValueRef::Text(_) => "text".to_owned(),
         ValueRef::Blob(_) => "a blob".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `(revision, body)` as a stored row would hold them.
+    fn read(decoded: &Decoded, revision: i64, body: &str) -> Record {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let key = Key::new("c", "k").unwrap();
+        conn.query_row("SELECT ?1, ?2", rusqlite::params![revision, body], |row| {
+            Ok(decoded.record(row, Path::new("x.db"), &key))
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_body_is_cached_on_its_second_read_at_one_revision() {
+        let decoded = Decoded::default();
+        read(&decoded, 1, r#"{"a":1}"#);
+        assert!(decoded.cache.is_empty(), "cached on the first read");
+        // Another revision in between: still not read twice unchanged.
+        read(&decoded, 2, r#"{"a":2}"#);
+        assert!(decoded.cache.is_empty());
+        let second = read(&decoded, 2, r#"{"a":2}"#);
+        assert_eq!(decoded.cache.len(), 1);
+        let third = read(&decoded, 2, r#"{"a":2}"#);
+        assert_eq!(
+            (second.revision, &second.body),
+            (third.revision, &third.body)
+        );
+        // Same text, another revision: the body from the cache, the
+        // revision from the row.
+        let moved = read(&decoded, 3, r#"{"a":2}"#);
+        assert_eq!((moved.revision, moved.body), (3, second.body));
+        decoded.forget(&Key::new("c", "k").unwrap());
+        assert!(decoded.cache.is_empty());
+    }
+
+    #[test]
+    fn keys_read_once_are_bounded() {
+        let decoded = Decoded::default();
+        for i in 0..MAX_READ_ONCE * 2 {
+            let key = Key::new("c", &format!("k{i}")).unwrap();
+            assert!(!decoded.read_before(&key, 1));
+            assert!(decoded.read_once.lock().unwrap().len() <= MAX_READ_ONCE);
+        }
     }
 }

@@ -410,16 +410,23 @@ fn reads_see_hand_edits_of_rows_the_handle_has_cached() {
     let path = dir.path().join("store.db");
     let store = Store::open(SqliteBackend::open(&path).unwrap());
     store.create("models", "m", json!({"a": 1})).unwrap();
-    // Cached by the write, then by a read.
-    assert_eq!(store.get("models", "m").unwrap().unwrap().body["a"], 1);
+    // A body read twice unchanged is cached.
+    let read_twice = || {
+        let first = store.get("models", "m").unwrap().unwrap();
+        assert_eq!(store.get("models", "m").unwrap().unwrap(), first);
+        first
+    };
+    assert_eq!(read_twice().body["a"], 1);
 
     edit_raw(&path, "m", 1, r#"{"a":2}"#);
     let doc = store.get("models", "m").unwrap().unwrap();
     assert_eq!((doc.revision, &doc.body["a"]), (1, &json!(2)));
+    assert_eq!(read_twice(), doc);
 
     edit_raw(&path, "m", 9, r#"{"a":2}"#);
     let doc = store.get("models", "m").unwrap().unwrap();
     assert_eq!((doc.revision, &doc.body["a"]), (9, &json!(2)));
+    assert_eq!(read_twice(), doc);
 
     edit_raw(&path, "m", 9, r#"{"a":"#);
     assert_corrupt(store.get("models", "m"), &path, "m");
@@ -435,6 +442,7 @@ fn reads_see_hand_edits_of_rows_the_handle_has_cached() {
         .unwrap();
     assert_eq!(doc.revision, 11);
     assert_eq!(doc.body, *json!({"a": 3, "b": 1}).as_object().unwrap());
+    assert_eq!(read_twice().body, doc.body);
     edit_raw(&path, "m", 11, r#"{"a":4,"b":1}"#);
     assert_eq!(store.get("models", "m").unwrap().unwrap().body["a"], 4);
 }
