@@ -18,6 +18,11 @@ const BUSY_SLICE: Duration = Duration::from_millis(100);
 /// runs, with room to spare (rusqlite's default of 16 is just short).
 const STATEMENT_CACHE: usize = 32;
 
+/// Most page cache per connection, in KiB (SQLite's default is 2000): at
+/// 100 000 documents, 2 MB no longer held the key index, and a patch at a
+/// random key read 3.1 pages from the file instead of 2.3.
+const PAGE_CACHE_KIB: i64 = 8 * 1024;
+
 /// Most idle connections kept; more are opened under load and closed after.
 const MAX_IDLE: usize = 8;
 
@@ -78,6 +83,9 @@ impl Pool {
         let mut conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_handler(Some(wait_briefly(self.busy_slice)))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Room for the key index and the upper levels of the tables of a
+        // 100 000-document store; pages are only allocated as they are read.
+        conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
         // In WAL mode, NORMAL syncs only at checkpoints: a commit survives a
         // process crash but may be lost on power loss; FULL syncs the WAL on
         // every commit.
@@ -195,6 +203,10 @@ mod tests {
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(level, 2);
+            let cache: i64 = conn
+                .query_row("PRAGMA cache_size", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(cache, -PAGE_CACHE_KIB);
         }
         drop((first, second));
         assert_eq!(full.idle().len(), 2);
