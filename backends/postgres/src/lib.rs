@@ -3,21 +3,26 @@
 //! any number of machines share.
 //!
 //! # Guarantees
-//! - **Atomic, conditional commits.** A plain write is one autocommitted
-//!   statement (one round trip), under `READ COMMITTED`: `INSERT … ON
-//!   CONFLICT DO NOTHING` for a key that must never have been written,
-//!   otherwise `UPDATE … WHERE collection=$ AND name=$ AND
+//! - **Atomic, conditional commits.** Under `READ COMMITTED`, a write is
+//!   `INSERT … ON CONFLICT DO NOTHING` for a key that must never have been
+//!   written, otherwise `UPDATE … WHERE collection=$ AND name=$ AND
 //!   revision=$expected`, with the change-feed record chained to it by
-//!   data-modifying CTEs. PostgreSQL re-checks the `WHERE` on the newest
-//!   row version after waiting for a concurrent writer's row lock, so zero
-//!   rows changed means another writer won, and nothing is written.
-//!   Deletes leave tombstones (a `NULL` body keeping the revision).
-//! - **Schema-guarded writes.** A write tied to a schema revision runs in
-//!   a transaction that takes a shared transaction-level advisory lock on
-//!   the schema key, then checks its revision, then writes; a write *to* a
-//!   reserved key (`_schema/…`) takes the same lock exclusively. So no
-//!   document write validated against schema revision N commits after
-//!   revision N+1 did.
+//!   data-modifying CTEs in the same statement. PostgreSQL re-checks the
+//!   `WHERE` on the newest row version after waiting for a concurrent
+//!   writer's row lock, so zero rows changed means another writer won, and
+//!   nothing is written. Deletes leave tombstones (a `NULL` body keeping
+//!   the revision). A write without a guard is that one statement,
+//!   autocommitted: one round trip.
+//! - **Schema-guarded writes.** The engine ties every document write to
+//!   the revision of its collection's schema (0 when there is none). Such
+//!   a write runs in a transaction: the statement that opens it takes a
+//!   shared transaction-level advisory lock on the schema key, and the
+//!   write's statement — whose snapshot is taken after the lock was
+//!   granted — writes only if the schema key is still at that revision; a
+//!   write *to* a reserved key (`_schema/…`) takes the same lock
+//!   exclusively. So no document write validated against schema revision
+//!   N commits after revision N+1 did. Three round trips: `BEGIN` with the
+//!   lock, the write, `COMMIT`.
 //! - **Change feed in commit order.** The same statement, after the
 //!   document row, takes the next seq from a one-row counter (`UPDATE
 //!   feed_state SET last_seq = last_seq + 1`), records the change and
@@ -453,7 +458,7 @@ impl PostgresBackend {
         let params: &[&(dyn postgres::types::ToSql + Sync)] =
             if commit.expected == 0 { &first } else { &later };
 
-        if commit.guard.is_none() && !key.is_reserved() {
+        let Some(locks) = self.locks_for(commit) else {
             // A client that knows its connection is closed sends nothing.
             let was_closed = conn.client.is_closed();
             let written = conn.client.query_opt(&write, params).map_err(|e| {
@@ -470,29 +475,82 @@ impl PostgresBackend {
                     Ok((CommitOutcome::Conflict { actual }, None))
                 }
             };
-        }
+        };
 
-        let lock_shared = statement(conn, Query::LockShared)?;
-        let lock_exclusive = statement(conn, Query::LockExclusive)?;
-        // Dropping `tx` without committing rolls it back.
-        let mut tx = conn.client.transaction()?;
-        if key.is_reserved() {
-            tx.execute(&lock_exclusive, &[&self.lock_key(key)])?;
+        // A guarded write, or a write to a reserved key: its advisory
+        // locks are taken by the statement that opens the transaction (one
+        // round trip), so that the write's own statement, whose snapshot
+        // is taken after they were granted, sees the guard's current
+        // revision; then the write; then COMMIT. Whatever fails in between
+        // closes the connection, which rolls the transaction back.
+        let write = match (commit.guard.is_some(), commit.expected == 0) {
+            (false, _) => write,
+            (true, true) => statement(conn, Query::WriteFirstGuarded)?,
+            (true, false) => statement(conn, Query::WriteIfRevisionGuarded)?,
+        };
+        let guard_revision = commit
+            .guard
+            .map(|g| sql_revision(Some(g.revision), key))
+            .transpose()?;
+        let (guard_collection, guard_name) = commit
+            .guard
+            .map_or(("", ""), |g| (g.key.collection(), g.key.name()));
+        let mut guarded: Vec<&(dyn postgres::types::ToSql + Sync)> = params.to_vec();
+        if let Some(revision) = &guard_revision {
+            guarded.extend([
+                &guard_collection as &(dyn postgres::types::ToSql + Sync),
+                &guard_name,
+                revision,
+            ]);
         }
-        if let Some(guard) = commit.guard {
-            tx.execute(&lock_shared, &[&self.lock_key(guard.key)])?;
-            let actual = self.current_in(&mut tx, &select_current, guard.key)?;
-            if actual.last_revision() != guard.revision {
-                return Ok((CommitOutcome::GuardChanged { actual }, None));
-            }
-        }
-        let Some(row) = tx.query_opt(&write, params)? else {
-            let actual = self.current_in(&mut tx, &select_current, key)?;
-            return Ok((CommitOutcome::Conflict { actual }, None));
+        conn.client.batch_execute(&format!("BEGIN; {locks}"))?;
+        let Some(row) = conn.client.query_opt(&write, &guarded)? else {
+            let outcome = match commit.guard {
+                Some(guard) => {
+                    let actual = self.current_in(&mut conn.client, &select_current, guard.key)?;
+                    if actual.last_revision() == guard.revision {
+                        None
+                    } else {
+                        Some(CommitOutcome::GuardChanged { actual })
+                    }
+                }
+                None => None,
+            };
+            let outcome = match outcome {
+                Some(outcome) => outcome,
+                None => CommitOutcome::Conflict {
+                    actual: self.current_in(&mut conn.client, &select_current, key)?,
+                },
+            };
+            conn.client.batch_execute("ROLLBACK")?;
+            return Ok((outcome, None));
         };
         let seq = seq_of(&row);
-        tx.commit().map_err(CommitFailure::InFlight)?;
+        conn.client
+            .batch_execute("COMMIT")
+            .map_err(CommitFailure::InFlight)?;
         Ok((CommitOutcome::Committed, Some(seq)))
+    }
+
+    /// The advisory locks a commit takes before writing, as SQL (`None`
+    /// for a plain write): exclusive on a reserved key it writes, shared on
+    /// its guard key. The keys are numbers this backend computes, so they
+    /// are written into the statement as literals.
+    fn locks_for(&self, commit: &Commit<'_>) -> Option<String> {
+        let mut locks = String::new();
+        if commit.key.is_reserved() {
+            locks.push_str(&format!(
+                "SELECT pg_advisory_xact_lock({});",
+                self.lock_key(commit.key)
+            ));
+        }
+        if let Some(guard) = commit.guard {
+            locks.push_str(&format!(
+                "SELECT pg_advisory_xact_lock_shared({});",
+                self.lock_key(guard.key)
+            ));
+        }
+        (!locks.is_empty()).then_some(locks)
     }
 
     /// Prunes the feed when the commit that took `seq` is at a pruning
@@ -723,7 +781,12 @@ impl revstore::StorageBackend for PostgresBackend {
         let mut spent = Spent::default();
         loop {
             let mut conn = self.connection(&context)?;
-            let error = match self.try_commit(&mut conn, commit, body.as_deref(), &token) {
+            let attempt = self.try_commit(&mut conn, commit, body.as_deref(), &token);
+            if attempt.is_err() {
+                // It may have left a transaction open: never reuse it.
+                conn.discard();
+            }
+            let error = match attempt {
                 Ok((outcome, seq)) => {
                     if let Some(seq) = seq {
                         self.prune(&mut conn, seq);

@@ -14,6 +14,12 @@ pub(crate) enum Query {
     /// A later write, with its change: does nothing unless the key is at
     /// the expected revision; otherwise as [`Query::WriteFirst`].
     WriteIfRevision,
+    /// [`Query::WriteFirst`], only if the guard key is still at the given
+    /// revision (the guard's advisory lock is already held).
+    WriteFirstGuarded,
+    /// [`Query::WriteIfRevision`], only if the guard key is still at the
+    /// given revision.
+    WriteIfRevisionGuarded,
     /// Drops the changes at or before a new horizon.
     PruneChanges,
     /// Moves the horizon forward, never back.
@@ -24,11 +30,6 @@ pub(crate) enum Query {
     SelectChanges,
     /// The newest seq handed out.
     SelectLastSeq,
-    /// A shared advisory lock on a guard key until the transaction ends.
-    LockShared,
-    /// An exclusive advisory lock on a reserved key until the transaction
-    /// ends.
-    LockExclusive,
 }
 
 /// How many [`Query`] variants there are.
@@ -66,8 +67,19 @@ impl Sql {
         // The document row and then the counter row are locked until the
         // transaction ends: seqs are handed out in commit order, and the
         // change, its seq and the notification commit with the write. One
-        // statement, so one round trip, inside the transaction.
-        let record = |written: &str, revision: &str, tail: &str| {
+        // statement, so one round trip.
+        //
+        // Parameters: the first write takes $1 collection, $2 name, $3 body;
+        // a later one $1 body, $2 new revision, $3 collection, $4 name, $5
+        // expected revision; then come kind, token and channel, and for a
+        // guarded write the guard's collection, name and revision.
+        let record = |written: &str, first: bool| {
+            let (collection, name, revision, next) = if first {
+                ("$1", "$2", "1", 4)
+            } else {
+                ("$3", "$4", "$2", 6)
+            };
+            let (kind, token, channel) = (next, next + 1, next + 2);
             format!(
                 "WITH written AS ({written} RETURNING 1),
                  next AS (
@@ -76,27 +88,38 @@ impl Sql {
                  ),
                  change AS (
                     INSERT INTO {ns}.changes (seq, collection, name, revision, kind, token)
-                    SELECT last_seq, {tail}, {revision}, {kind}, {token} FROM next RETURNING seq
+                    SELECT last_seq, {collection}, {name}, {revision}, ${kind}, ${token}
+                    FROM next RETURNING seq
                  )
-                 SELECT seq, pg_notify({channel}, seq::text) IS NULL FROM change",
-                kind = if revision == "1" { "$4" } else { "$6" },
-                token = if revision == "1" { "$5" } else { "$7" },
-                channel = if revision == "1" { "$6" } else { "$8" },
+                 SELECT seq, pg_notify(${channel}, seq::text) IS NULL FROM change"
             )
         };
-        let write_first = record(
-            &format!(
-                "INSERT INTO {ns}.documents (collection, name, revision, body) \
-                 VALUES ($1, $2, 1, $3) ON CONFLICT (collection, name) DO NOTHING"
-            ),
-            "1",
-            "$1, $2",
-        );
-        let write_if_revision = record(
-            &format!("UPDATE {ns}.documents SET body = $1, {condition}"),
-            "$2",
-            "$3, $4",
-        );
+        // The guard's revision, read by the write's own statement: its
+        // snapshot is taken after the guard's lock was granted.
+        let guard_holds = |first: u32| {
+            format!(
+                "COALESCE((SELECT revision FROM {ns}.documents \
+                 WHERE collection = ${first} AND name = ${}), 0) = ${}",
+                first + 1,
+                first + 2
+            )
+        };
+        let write_first = |guard: &str| {
+            record(
+                &format!(
+                    "INSERT INTO {ns}.documents (collection, name, revision, body) \
+                     SELECT $1, $2, 1, $3 WHERE {guard} \
+                     ON CONFLICT (collection, name) DO NOTHING"
+                ),
+                true,
+            )
+        };
+        let write_later = |guard: &str| {
+            record(
+                &format!("UPDATE {ns}.documents SET body = $1, {condition} AND {guard}"),
+                false,
+            )
+        };
         let texts: [(Query, String); QUERIES] = [
             (
                 Query::SelectRecord,
@@ -111,8 +134,10 @@ impl Sql {
                      WHERE collection = $1 AND name = $2"
                 ),
             ),
-            (Query::WriteFirst, write_first),
-            (Query::WriteIfRevision, write_if_revision),
+            (Query::WriteFirst, write_first("true")),
+            (Query::WriteIfRevision, write_later("true")),
+            (Query::WriteFirstGuarded, write_first(&guard_holds(7))),
+            (Query::WriteIfRevisionGuarded, write_later(&guard_holds(9))),
             (
                 Query::PruneChanges,
                 format!("DELETE FROM {ns}.changes WHERE seq <= $1"),
@@ -143,14 +168,6 @@ impl Sql {
             (
                 Query::SelectLastSeq,
                 format!("SELECT last_seq FROM {ns}.feed_state"),
-            ),
-            (
-                Query::LockShared,
-                "SELECT pg_advisory_xact_lock_shared($1)".to_owned(),
-            ),
-            (
-                Query::LockExclusive,
-                "SELECT pg_advisory_xact_lock($1)".to_owned(),
             ),
         ];
         let mut ordered = vec![String::new(); QUERIES];
