@@ -58,7 +58,7 @@ pub fn server_url(test: &str) -> Option<String> {
 /// [`server_url`]). For `revstore::conformance_tests!`, whose argument is
 /// evaluated inside each generated test:
 ///
-/// ```ignore
+/// ```text
 /// revstore::conformance_tests!(revstore_postgres::test_backend_or_skip!(Durability::Full));
 /// ```
 #[macro_export]
