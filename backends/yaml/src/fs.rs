@@ -8,11 +8,12 @@
 //! operating-system error into [`Error::Io`] naming the step and the path.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use revstore::{Error, Result};
 
@@ -48,6 +49,10 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn open_lock_file(&self, path: &Path, create: bool) -> io::Result<File>;
     /// Blocks until `file` is `flock`ed in `mode`.
     fn lock(&self, file: &File, path: &Path, mode: LockMode) -> io::Result<()>;
+    /// Releases `file`'s `flock`, keeping the file open. Its failure is
+    /// never reported: the caller closes the file instead, which releases
+    /// the lock as well.
+    fn unlock(&self, file: &File, path: &Path) -> io::Result<()>;
     /// Creates a new, empty file for writing (`AlreadyExists` when the name
     /// is taken), with mode `0666` before the umask.
     fn create_new(&self, path: &Path) -> io::Result<File>;
@@ -185,6 +190,10 @@ impl FileSystem for RealFs {
         }
     }
 
+    fn unlock(&self, file: &File, _path: &Path) -> io::Result<()> {
+        fs2::FileExt::unlock(file)
+    }
+
     fn create_new(&self, path: &Path) -> io::Result<File> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
@@ -283,12 +292,75 @@ pub fn with_read_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// [`Error::Io`] naming the step and the path; "not found" is an answer
 /// where the caller expects it.
 #[derive(Debug, Clone)]
-pub struct Fs(Arc<dyn FileSystem>);
+pub struct Fs(Arc<dyn FileSystem>, Arc<KeptLockFiles>);
 
-/// A held lock; released when dropped (closing its own file description).
+/// Most lock files one handle keeps open between locks.
+const MAX_KEPT_LOCK_FILES: usize = 64;
+
+/// Lock files kept open, unlocked, between the locks of one handle, so
+/// taking a lock again skips opening the file (a path lookup and a file
+/// allocation) and closing it. Each file is taken out while it is locked,
+/// so no two threads ever lock through one open file description (which
+/// would not exclude them). Safe because lock files are never removed or
+/// replaced by revstore; one removed by hand is noticed (its link count is
+/// 0 once locked) and opened afresh.
+#[derive(Debug, Default)]
+pub struct KeptLockFiles {
+    files: Mutex<KeptFiles>,
+}
+
+#[derive(Debug, Default)]
+struct KeptFiles {
+    by_path: HashMap<PathBuf, Vec<File>>,
+    count: usize,
+}
+
+impl KeptLockFiles {
+    fn take(&self, path: &Path) -> Option<File> {
+        let mut kept = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        let file = kept.by_path.get_mut(path)?.pop()?;
+        kept.count -= 1;
+        Some(file)
+    }
+
+    /// Keeps an unlocked file, or closes it when enough are kept.
+    fn put(&self, path: PathBuf, file: File) {
+        let mut kept = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.count >= MAX_KEPT_LOCK_FILES {
+            return;
+        }
+        kept.count += 1;
+        kept.by_path.entry(path).or_default().push(file);
+    }
+
+    /// Closes every file kept for `path` (it was removed).
+    fn forget(&self, path: &Path) {
+        let mut kept = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(files) = kept.by_path.remove(path) {
+            kept.count -= files.len();
+        }
+    }
+}
+
+/// A held lock; released when dropped: the file is unlocked and kept for
+/// the next lock of the same path, or closed.
 #[derive(Debug)]
 pub struct FileLock {
-    _file: File,
+    file: Option<File>,
+    /// Where to give the file back, and its path; `None`: just close it.
+    keep: Option<(Fs, PathBuf)>,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let (Some(file), Some((fs, path))) = (self.file.take(), self.keep.take()) else {
+            return;
+        };
+        // A file that cannot be unlocked is closed, which unlocks it.
+        if fs.0.unlock(&file, &path).is_ok() {
+            fs.1.put(path, file);
+        }
+    }
 }
 
 /// The hidden file a commit stages the new content of `target` in:
@@ -304,9 +376,9 @@ pub fn staging_path(target: &Path) -> PathBuf {
 }
 
 impl Fs {
-    /// Wraps a file system.
+    /// Wraps a file system; clones share the lock files kept open.
     pub fn new(fs: Arc<dyn FileSystem>) -> Fs {
-        Fs(fs)
+        Fs(fs, Arc::default())
     }
 
     /// Reads a whole file; `None` when it (or its folder) does not exist.
@@ -369,18 +441,41 @@ impl Fs {
             .map_err(|e| Error::io("fsync folder", path, e))
     }
 
-    /// Opens (creating if needed) a lock file and blocks until it is
-    /// locked.
+    /// Opens (creating if needed) a lock file, or takes one this handle
+    /// kept open (see [`KeptLockFiles`]), and blocks until it is locked.
     ///
-    /// The file is opened afresh on every call because `flock` locks belong
-    /// to the open file description: two threads locking one shared `File`
+    /// A file is never shared while locked because `flock` locks belong to
+    /// the open file description: two threads locking one shared `File`
     /// would not exclude each other.
     pub fn lock(&self, path: &Path, mode: LockMode) -> Result<FileLock> {
+        while let Some(file) = self.1.take(path) {
+            // On failure the file is closed, which releases any lock.
+            self.0
+                .lock(&file, path, mode)
+                .map_err(|e| Error::io("lock", path, e))?;
+            // Checked once locked: from then on, whoever takes the lock
+            // through the path waits for this hold.
+            if self.stat_file(&file, path)?.linked {
+                return Ok(FileLock {
+                    file: Some(file),
+                    keep: Some((self.clone(), path.to_owned())),
+                });
+            }
+            // Removed since it was opened: locking it excludes no one who
+            // opens the path now. Closed, like any other kept for it.
+            self.1.forget(path);
+        }
         let file = self
             .0
             .open_lock_file(path, true)
             .map_err(|e| Error::io("open lock file", path, e))?;
-        self.lock_file(file, path, mode)
+        self.0
+            .lock(&file, path, mode)
+            .map_err(|e| Error::io("lock", path, e))?;
+        Ok(FileLock {
+            file: Some(file),
+            keep: Some((self.clone(), path.to_owned())),
+        })
     }
 
     /// Locks `path` in `mode` after passing through `turnstile`: takes the
@@ -421,7 +516,10 @@ impl Fs {
         self.0
             .lock(&file, path, mode)
             .map_err(|e| Error::io("lock", path, e))?;
-        Ok(FileLock { _file: file })
+        Ok(FileLock {
+            file: Some(file),
+            keep: None,
+        })
     }
 
     /// Writes `bytes` to the staging file of `target` (see
@@ -554,5 +652,34 @@ impl Drop for StagedFile<'_> {
         }
         // Best effort: a leftover is debris the next commit replaces.
         let _ = self.fs.remove_file(&self.temp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_keeps_a_bounded_number_of_lock_files_and_never_shares_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Fs::new(Arc::new(RealFs));
+        let paths: Vec<PathBuf> = (0..100)
+            .map(|i| dir.path().join(format!(".{i}.lock")))
+            .collect();
+        for path in &paths {
+            drop(fs.lock(path, LockMode::Exclusive).unwrap());
+        }
+        let kept = || fs.1.files.lock().unwrap().count;
+        assert_eq!(kept(), MAX_KEPT_LOCK_FILES);
+        // A kept file is taken out while locked: a second lock of the same
+        // path, shared or not, gets a file of its own.
+        let first = fs.lock(&paths[0], LockMode::Shared).unwrap();
+        assert_eq!(kept(), MAX_KEPT_LOCK_FILES - 1);
+        let second = fs.lock(&paths[0], LockMode::Shared).unwrap();
+        assert_eq!(kept(), MAX_KEPT_LOCK_FILES - 1);
+        drop((first, second));
+        // Given back unlocked: another open file can lock it exclusively.
+        let probe = File::open(&paths[0]).unwrap();
+        fs2::FileExt::try_lock_exclusive(&probe).unwrap();
     }
 }

@@ -94,8 +94,12 @@
 //! # Concurrency
 //! A commit is a read-modify-write under an exclusive `flock` on the
 //! document's sidecar lock file (never the data file, which is replaced by
-//! a rename), opened afresh for each commit; so commits from any thread,
-//! handle or process on the same machine exclude each other. A commit with
+//! a rename), through an open file of its own — `flock` locks belong to
+//! the open file — so commits from any thread, handle or process on the
+//! same machine exclude each other. (A handle keeps up to 64 lock files
+//! open between commits, each used by one commit at a time; one removed
+//! by hand is noticed once locked, as no longer linked, and opened again.)
+//! A commit with
 //! a [`Guard`](revstore::Guard) first takes a shared lock on the guard key's
 //! lock file, so it excludes writes of the guard key but not other guarded
 //! writers.

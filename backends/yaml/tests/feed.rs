@@ -415,6 +415,54 @@ fn finishes_within<T: Send + 'static>(
     }
 }
 
+/// Handles keep lock files open between commits. One removed by hand
+/// must not leave a handle locking the old file while others lock the new
+/// one at the same path: it must wait for whoever holds the new one.
+#[test]
+fn a_lock_file_removed_by_hand_is_locked_afresh() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().to_owned();
+    let s = Arc::new(store(&root));
+    // The handle now keeps the lock files of the document, the schema's
+    // turnstile and lock, and the feed open.
+    s.create("models", "orders", json!({"n": 0})).unwrap();
+    let paths = [
+        "models/.orders.lock",
+        "_schema/.models.turnstile",
+        "_schema/.models.lock",
+        ".revstore/changes.lock",
+    ];
+    for path in paths {
+        std::fs::remove_file(root.join(path)).unwrap();
+        // Someone else holds the new file at that path.
+        let held = lock_file(&root.join(path), true);
+        let pending = finishes_within(Duration::from_millis(300), {
+            let s = s.clone();
+            move || {
+                s.patch(
+                    "models",
+                    "orders",
+                    &Patch::Merge(json!({ "path": path })),
+                    Precondition::Any,
+                )
+                .map(|doc| doc.revision)
+            }
+        });
+        let Err(pending) = pending else {
+            panic!("a commit went ahead while {path} was held");
+        };
+        drop(held);
+        let revision = pending
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.get("models", "orders").unwrap().unwrap().revision,
+            revision
+        );
+    }
+}
+
 fn schema_key() -> Key {
     Key::new_reserved("_schema", "models").unwrap()
 }

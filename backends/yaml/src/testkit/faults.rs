@@ -226,6 +226,11 @@ impl FileSystem for FaultyFs {
         self.inner.lock(file, path, mode)
     }
 
+    fn unlock(&self, file: &File, path: &Path) -> io::Result<()> {
+        // Never failed on purpose: its failure is never reported.
+        self.inner.unlock(file, path)
+    }
+
     fn create_new(&self, path: &Path) -> io::Result<File> {
         self.check(OpKind::CreateTemp, path)?;
         self.inner.create_new(path)

@@ -157,6 +157,10 @@ impl FileSystem for RecordingFs {
         self.inner.lock(file, path, mode)
     }
 
+    fn unlock(&self, file: &File, path: &Path) -> io::Result<()> {
+        self.inner.unlock(file, path)
+    }
+
     fn create_new(&self, path: &Path) -> io::Result<File> {
         let mut log = self.log();
         let file = self.inner.create_new(path)?;
