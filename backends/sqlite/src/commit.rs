@@ -15,11 +15,11 @@ use crate::SqliteBackend;
 /// The state of a key, without its body.
 const SELECT_CURRENT: &str =
     "SELECT revision, body IS NULL FROM documents WHERE collection = ?1 AND name = ?2";
-/// The first write of a key (the caller checked that it has no row).
+/// The first write of a key; does nothing when the key has a row.
 const INSERT_FIRST: &str = "INSERT INTO documents (collection, name, revision, body) \
-     VALUES (?1, ?2, 1, ?3)";
-/// A later write of a key, only at the expected revision (the caller
-/// checked it; the condition keeps the statement exact on its own).
+     VALUES (?1, ?2, 1, ?3) ON CONFLICT (collection, name) DO NOTHING";
+/// A later write of a key; does nothing unless the key is at the expected
+/// revision.
 const UPDATE_IF_REVISION: &str = "UPDATE documents SET body = ?1, revision = ?2 \
      WHERE collection = ?3 AND name = ?4 AND revision = ?5";
 /// A write of a key whatever its revision: the deliberately broken
@@ -72,6 +72,9 @@ enum Applied {
     /// Refused (conflict or changed guard), or failed on data it read
     /// (a corrupt row): nothing of it was written.
     NotWritten(Outcome),
+    /// A commit run alone lost its race after recording its change: the
+    /// transaction must roll back.
+    Lost(Outcome),
 }
 
 /// What one attempt at a group came to.
@@ -146,6 +149,11 @@ impl SqliteBackend {
                     outcomes.push(Ok(CommitOutcome::Committed));
                 }
                 Ok(Applied::NotWritten(outcome)) => outcomes.push(outcome),
+                Ok(Applied::Lost(outcome)) => {
+                    // Only a commit run alone gets here; `tx` rolls back.
+                    outcomes.push(outcome);
+                    return Ok(Attempt::Done(outcomes));
+                }
                 // The transaction is rolled back when `tx` drops.
                 Err(_) if jobs.len() > 1 => return Ok(Attempt::OneFailed),
                 Err(failure) => return Err(failure),
@@ -178,8 +186,12 @@ impl SqliteBackend {
                 })));
             }
         }
+        // In a group, a commit that lost must leave nothing behind for the
+        // others' sake, so its revision is checked before it writes. A
+        // commit run alone skips that lookup: the conditional write below
+        // tells, and losing rolls its whole transaction back.
         let check_revision = !(grouped && self.broken_groups());
-        if check_revision {
+        if grouped && check_revision {
             let actual = match current_in(conn, path, &job.key) {
                 Ok(actual) => actual,
                 Err(failure) => return refused(failure),
@@ -206,7 +218,10 @@ impl SqliteBackend {
                 job.expected
             ])?
         };
-        if changed != 1 {
+        if changed == 1 {
+            return Ok(Applied::Written(seq));
+        }
+        if grouped {
             // Checked above under the same write lock, so only a bug can
             // get here; the change row must not commit without its write.
             return Err(Failure::Final(Error::Backend {
@@ -215,7 +230,12 @@ impl SqliteBackend {
                 source: "the row no longer matched the revision just checked".into(),
             }));
         }
-        Ok(Applied::Written(seq))
+        let outcome = match current_in(conn, path, &job.key) {
+            Ok(actual) => Ok(CommitOutcome::Conflict { actual }),
+            Err(Failure::Final(e)) => Err(e),
+            Err(failure) => return Err(failure),
+        };
+        Ok(Applied::Lost(outcome))
     }
 
     #[cfg(not(test))]
