@@ -73,6 +73,25 @@
 //!   file and key, and left untouched; a file that is not a SQLite database
 //!   is [`Error::Corrupt`] naming the file.
 //!
+//! # What limits it
+//! - **One writer at a time per file.** SQLite's write lock serializes
+//!   transactions. Threads of one process share transactions (group
+//!   commit), so with full durability T threads writing at once cost about
+//!   one fsync per group, not per write; OS processes cannot share a
+//!   transaction, so their commits take turns, each paying its own fsync
+//!   and the handoff of the lock (waiters poll for it), and P processes
+//!   writing at once commit at most about as fast as one.
+//! - **A write reads first.** The engine reads a key before writing it: a
+//!   read transaction, then the write transaction, which also records the
+//!   change in the feed (a second page per commit).
+//! - **A read returns an owned body.** A warm read skips parsing but still
+//!   clones the cached body for its caller, which for a 1 KiB document
+//!   costs about as much as the `SELECT` itself.
+//! - **Large stores.** Documents up to about 4 KiB live in the table's
+//!   leaves; at random keys of a large store, a read costs about one page
+//!   read from the file, and a write one page written back at the next
+//!   checkpoint. Each connection caches up to 8 MiB of pages.
+//!
 //! ```
 //! use revstore::Store;
 //! use revstore_sqlite::SqliteBackend;
