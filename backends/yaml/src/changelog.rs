@@ -20,8 +20,9 @@ const LOCK_FILE: &str = "changes.lock";
 /// Digits of a segment's file name: every `u64` fits, and names sort as
 /// numbers.
 const NAME_DIGITS: usize = 20;
-/// Most changes one segment holds: every commit reads the newest segment
-/// whole, so it is kept small.
+/// Most changes one segment holds: a handle's first commit (and one after
+/// another handle started a segment) reads the newest segment whole, so
+/// it is kept small.
 pub const MAX_SEGMENT_CHANGES: u64 = 1024;
 
 /// One handle's view of the change log.

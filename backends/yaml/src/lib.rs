@@ -153,12 +153,21 @@
 //! **Writing.** A commit, already holding its guard and document locks and
 //! having checked the revisions, writes and (under full durability) fsyncs
 //! the staging file of the new document; then it takes `.revstore/changes.lock`
-//! *exclusively*, reads the newest segment for the last seq, appends the
+//! *exclusively*, finds the last seq in the newest segment, appends the
 //! line with the next seq, fsyncs the segment, renames the staging file over
 //! the document and releases the feed lock; the document's folder is
 //! fsynced after that. Seqs therefore increase in commit order across
 //! threads, handles and processes, and a document never becomes durable
 //! before its line.
+//!
+//! To find the last seq, a handle that committed before keeps the newest
+//! segment open and checks it rather than listing the folder and reading
+//! the segment whole: the file must still be linked and no shorter, must
+//! still hold the last line it wrote (or saw) at the same place, and no
+//! segment named after the next seq may exist; lines appended since by
+//! others are read and their last one decoded. Anything else (a segment
+//! removed, cut, rewritten, or started by a handle with another retention)
+//! sends it back to listing and reading.
 //!
 //! **Reading.** [`changes_since`](revstore::StorageBackend::changes_since)
 //! and [`last_seq`](revstore::StorageBackend::last_seq) take the feed lock
