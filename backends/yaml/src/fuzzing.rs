@@ -24,8 +24,9 @@ pub const PATH: &str = "store/models/orders.yaml";
 /// [`Error::Corrupt`] naming [`PATH`]; a decoded revision is outside
 /// `1..=`[`MAX_REVISION`](crate::MAX_REVISION); the fast header scan
 /// disagrees with the full decode; or a decoded record, encoded again (when
-/// it is not too deep to write), does not decode to the same record, does
-/// not scan to its header, or does not encode to the same bytes twice.
+/// it is not too deep to write), is not laid out byte for byte as
+/// `serde_yaml` lays it out, does not decode to the same record, does not
+/// scan to its header, or does not encode to the same bytes twice.
 pub fn decode_case(data: &[u8]) {
     check_decode(data);
     check_decode(&sealed(data));
@@ -86,6 +87,11 @@ fn check_decode(data: &[u8]) {
             return;
         }
     };
+    assert_eq!(
+        codec::encode_with_serde_yaml(LABEL, record.revision, record.body.as_ref()).as_deref(),
+        Ok(bytes.as_slice()),
+        "the fast layout differs from serde_yaml's"
+    );
     let again = codec::decode(&bytes, LABEL, path)
         .unwrap_or_else(|e| panic!("a re-encoded record does not decode: {e}"));
     assert_eq!(again, record, "a re-encoded record decodes differently");
