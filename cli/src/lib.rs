@@ -61,7 +61,7 @@ pub fn open_store(url: &str) -> Result<Store> {
     }
     let (scheme, path) = location
         .split_once(':')
-        .ok_or_else(|| invalid("expected yaml:DIR, sqlite:FILE or memory:"))?;
+        .ok_or_else(|| invalid("expected yaml:DIR, sqlite:FILE, memory: or postgres://…"))?;
     match scheme {
         "yaml" | "sqlite" if path.is_empty() => Err(invalid("the path is empty")),
         "yaml" => Ok(Store::open(YamlBackend::open_with(

@@ -30,10 +30,12 @@ const STORE_VAR: &str = "REVSTORE_STORE";
 #[derive(Debug, Parser)]
 #[command(name = "revstore", version)]
 struct Cli {
-    /// Where the documents live: yaml:DIR, sqlite:FILE or memory:, optionally
-    /// followed by options joined with &: ?durability=full|relaxed (fsync on
-    /// every commit, or survive only a process crash) and retain=N (how many
-    /// changes the change feed keeps; default 100000)
+    /// Where the documents live: yaml:DIR, sqlite:FILE, memory: or a
+    /// postgres://USER@HOST:PORT/DB URL, optionally followed by options
+    /// joined with &: ?durability=full|relaxed (fsync on every commit, or
+    /// survive only a process crash) and retain=N (how many changes the
+    /// change feed keeps; default 100000); PostgreSQL also takes namespace=
+    /// and pool_size= beside libpq's own parameters
     /// [default: $REVSTORE_STORE].
     /// A memory: store lasts for one process (use it with `batch`).
     #[arg(long, global = true, value_name = "URL")]
@@ -488,7 +490,7 @@ fn store_url(explicit: Option<String>) -> Result<String, CliError> {
         None => match std::env::var(STORE_VAR) {
             Ok(url) => Ok(url),
             Err(VarError::NotPresent) => Err(CliError::Usage(format!(
-                "no store given: pass --store yaml:DIR, sqlite:FILE or memory:, or set {STORE_VAR}"
+                "no store given: pass --store yaml:DIR, sqlite:FILE, memory: or postgres://…, or set {STORE_VAR}"
             ))),
             Err(VarError::NotUnicode(_)) => {
                 Err(CliError::Usage(format!("{STORE_VAR} is not valid UTF-8")))
