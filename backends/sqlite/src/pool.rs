@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use revstore::Durability;
+use rusqlite::hooks::Wal;
 use rusqlite::{Connection, OpenFlags};
 
 /// How long one statement waits for another connection's lock before SQLite
@@ -22,6 +23,10 @@ const STATEMENT_CACHE: usize = 32;
 /// 100 000 documents, 2 MB no longer held the key index, and a patch at a
 /// random key read 3.1 pages from the file instead of 2.3.
 const PAGE_CACHE_KIB: i64 = 8 * 1024;
+
+/// WAL frames past which a connection checkpoints, and again every as many
+/// frames after an attempt (SQLite's default threshold).
+const CHECKPOINT_EVERY: i32 = 1000;
 
 /// Most idle connections kept; more are opened under load and closed after.
 const MAX_IDLE: usize = 8;
@@ -83,6 +88,7 @@ impl Pool {
         let mut conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_handler(Some(wait_briefly(self.busy_slice)))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.wal_hook(Some(checkpoint_now_and_then()))?;
         // Room for the key index and the upper levels of the tables of a
         // 100 000-document store; pages are only allocated as they are read.
         conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
@@ -132,6 +138,64 @@ fn busy_pause(tries: i32) -> Duration {
         0..=19 => Duration::from_micros(50),
         20..=199 => Duration::from_micros(100),
         _ => Duration::from_micros(250),
+    }
+}
+
+/// A WAL hook that checkpoints (passively, as SQLite's own does) once the
+/// WAL holds [`CHECKPOINT_EVERY`] frames, and then only every as many
+/// frames more until the WAL starts over.
+///
+/// SQLite's own hook checkpoints after every commit while the WAL is past
+/// its threshold. A checkpoint can only backfill frames no reader still
+/// needs, and the WAL starts over only once a checkpoint completed with no
+/// reader in it; with readers in other processes or threads, it stayed past
+/// the threshold, and every commit checkpointed the few frames it could,
+/// with an fsync of the WAL and one of the database file each: at relaxed
+/// durability, 0.56 fsyncs per commit with 4 writing processes (0.007
+/// with one).
+fn checkpoint_now_and_then() -> impl FnMut(&mut Wal, i32) -> rusqlite::Result<()> + Send + 'static {
+    let mut pacer = CheckpointPacer::default();
+    move |wal, frames| {
+        if pacer.due(frames) {
+            // As with SQLite's own hook, a checkpoint that cannot run now
+            // (busy) is only tried again later; the commit stands either way.
+            let _ = wal.checkpoint();
+        }
+        Ok(())
+    }
+}
+
+/// When [`checkpoint_now_and_then`] checkpoints.
+#[derive(Debug)]
+struct CheckpointPacer {
+    /// The WAL size (frames) of the next checkpoint.
+    next: i32,
+    /// The WAL size seen last.
+    last: i32,
+}
+
+impl Default for CheckpointPacer {
+    fn default() -> Self {
+        CheckpointPacer {
+            next: CHECKPOINT_EVERY,
+            last: 0,
+        }
+    }
+}
+
+impl CheckpointPacer {
+    /// Whether to checkpoint now that the WAL holds `frames` frames.
+    fn due(&mut self, frames: i32) -> bool {
+        if frames < self.last {
+            // The WAL started over.
+            self.next = CHECKPOINT_EVERY;
+        }
+        self.last = frames;
+        if frames < self.next {
+            return false;
+        }
+        self.next = frames.saturating_add(CHECKPOINT_EVERY);
+        true
     }
 }
 
@@ -212,6 +276,23 @@ mod tests {
         assert_eq!(full.idle().len(), 2);
         assert_eq!(synchronous(&full), 2);
         assert_eq!(synchronous(&relaxed), 1);
+    }
+
+    #[test]
+    fn checkpoints_come_once_per_threshold_of_frames_until_the_wal_starts_over() {
+        let mut pacer = CheckpointPacer::default();
+        let due: Vec<i32> = (1..=3500).filter(|&frames| pacer.due(frames)).collect();
+        assert_eq!(due, [1000, 2000, 3000]);
+        // Commits of many frames at once.
+        let mut pacer = CheckpointPacer::default();
+        assert!(!pacer.due(999));
+        assert!(pacer.due(1500));
+        assert!(!pacer.due(2499));
+        assert!(pacer.due(2500));
+        // The WAL started over: the threshold is back at its first value.
+        assert!(!pacer.due(10));
+        assert!(!pacer.due(999));
+        assert!(pacer.due(1000));
     }
 
     #[test]
