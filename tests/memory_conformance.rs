@@ -13,7 +13,17 @@ mod races_catch_a_broken_backend {
     };
 
     #[derive(Debug, Clone, Default)]
-    struct SkipsRevisionCheck(MemoryBackend);
+    struct SkipsRevisionCheck(MemoryBackend, Flaw);
+
+    /// What the broken backend gets wrong.
+    #[derive(Debug, Clone, Copy, Default)]
+    enum Flaw {
+        /// Commits on whatever revision is current.
+        #[default]
+        RevisionCheck,
+        /// Leaves every 13th change out of the feed.
+        LossyFeed,
+    }
 
     impl StorageBackend for SkipsRevisionCheck {
         fn kind(&self) -> &'static str {
@@ -27,6 +37,9 @@ mod races_catch_a_broken_backend {
             record
         }
         fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
+            if let Flaw::LossyFeed = self.1 {
+                return self.0.commit(commit);
+            }
             let current = self.0.read(commit.key)?.map_or(0, |r| r.revision);
             self.0.commit(&Commit {
                 expected: current,
@@ -37,14 +50,18 @@ mod races_catch_a_broken_backend {
             self.0.list(collection)
         }
         fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<revstore::Change>> {
-            self.0.changes_since(after, limit)
+            let mut changes = self.0.changes_since(after, limit)?;
+            if let Flaw::LossyFeed = self.1 {
+                changes.retain(|c| c.seq % 13 != 0);
+            }
+            Ok(changes)
         }
         fn last_seq(&self) -> Result<u64> {
             self.0.last_seq()
         }
     }
 
-    struct Broken;
+    struct Broken(Flaw);
     struct BrokenLocation(SkipsRevisionCheck);
 
     impl TestLocation for BrokenLocation {
@@ -61,17 +78,25 @@ mod races_catch_a_broken_backend {
             "broken"
         }
         fn fresh(&self) -> Box<dyn TestLocation> {
-            Box::new(BrokenLocation(SkipsRevisionCheck::default()))
+            Box::new(BrokenLocation(SkipsRevisionCheck(
+                MemoryBackend::default(),
+                self.0,
+            )))
         }
         fn fresh_with_retention(&self, retain: u64) -> Box<dyn TestLocation> {
             Box::new(BrokenLocation(SkipsRevisionCheck(
                 MemoryBackend::with_retention(retain),
+                self.0,
             )))
         }
     }
 
     fn must_fail(race: fn(&dyn TestBackend)) {
-        let caught = (0..5).any(|_| std::panic::catch_unwind(|| race(&Broken)).is_err());
+        must_fail_with(Flaw::RevisionCheck, race);
+    }
+
+    fn must_fail_with(flaw: Flaw, race: fn(&dyn TestBackend)) {
+        let caught = (0..5).any(|_| std::panic::catch_unwind(|| race(&Broken(flaw))).is_err());
         assert!(
             caught,
             "the race passed five times on a backend that loses updates"
@@ -91,6 +116,19 @@ mod races_catch_a_broken_backend {
     #[test]
     fn disjoint_patches() {
         must_fail(races::disjoint_patches_all_survive);
+    }
+
+    #[test]
+    fn feed_follower_with_lost_updates() {
+        must_fail(races::feed_follower_sees_concurrent_commits_once_in_order);
+    }
+
+    #[test]
+    fn feed_follower_with_a_lossy_feed() {
+        must_fail_with(
+            Flaw::LossyFeed,
+            races::feed_follower_sees_concurrent_commits_once_in_order,
+        );
     }
 }
 

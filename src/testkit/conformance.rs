@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             races::increment_race_own_handles,
             races::update_race,
             races::disjoint_patches_all_survive,
+            races::feed_follower_sees_concurrent_commits_once_in_order,
             races::slow_cache_refresh_keeps_concurrent_edit,
             races::stale_cache_refresh_with_precondition_is_refused,
         );

@@ -270,3 +270,179 @@ pub fn stale_cache_refresh_with_precondition_is_refused(backend: &dyn TestBacken
     assert_eq!(doc, edited, "the refused refresh changed nothing");
     assert_eq!(doc.body["cache"], json!({"rows": 0, "refreshed": "never"}));
 }
+
+/// One committed write a writer saw acknowledged: the key and revision.
+pub type Written = (String, u64);
+
+/// Writes `writes` times to keys of its own and to two shared keys (with
+/// a delete every tenth write), and returns every write it committed.
+///
+/// # Panics
+/// When a write fails.
+pub fn write_feed_mix(store: &Store, writer: usize, writes: usize) -> Vec<Written> {
+    let mut done = Vec::new();
+    for i in 0..writes {
+        let own = format!("w{writer}-{}", i / 3);
+        let (name, doc) = match i % 3 {
+            0 => (own.clone(), store.create("c", &own, json!({ "i": i }))),
+            1 => {
+                let name = format!("shared{}", i % 2);
+                let patch = Patch::Merge(json!({ format!("w{writer}"): i }));
+                let doc = store.patch("c", &name, &patch, Precondition::Any);
+                (name, doc)
+            }
+            _ => (
+                own.clone(),
+                store.replace("c", &own, json!({ "again": i }), Precondition::Any),
+            ),
+        };
+        let doc = doc.unwrap_or_else(|e| panic!("writer {writer}, write {i} to {name}: {e}"));
+        done.push((format!("c/{name}"), doc.revision));
+        if i % 10 == 9 {
+            let revision = store
+                .delete("c", &own, Precondition::Any)
+                .unwrap_or_else(|e| panic!("writer {writer}, delete {own}: {e}"));
+            done.push((format!("c/{own}"), revision));
+        }
+    }
+    done
+}
+
+/// Follows the feed from `cursor` until `stop` is set and the feed is
+/// drained, checking on the way that seqs are contiguous and that a change
+/// is in the feed as soon as its write is visible to a read.
+///
+/// # Panics
+/// When the feed has a gap or a repeat, or lags behind a read.
+pub fn follow_feed(
+    store: &Store,
+    mut cursor: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<crate::Change> {
+    use std::sync::atomic::Ordering;
+    let mut seen = Vec::new();
+    let mut committed = std::collections::BTreeSet::new();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        // A write visible to this read must be in the feed read after it.
+        let probe = store.get_record("c", "shared1").expect("read c/shared1");
+        loop {
+            let batch = store.changes_since(cursor, 7).expect("read the feed");
+            if batch.is_empty() {
+                break;
+            }
+            for change in batch {
+                assert_eq!(change.seq, cursor + 1, "a gap or a repeat in the feed");
+                cursor = change.seq;
+                committed.insert((change.key.to_string(), change.revision));
+                seen.push(change);
+            }
+        }
+        if let Some(record) = probe {
+            assert!(
+                committed.contains(&("c/shared1".to_owned(), record.revision)),
+                "revision {} of c/shared1 was readable before it was in the feed",
+                record.revision
+            );
+        }
+        if stopping {
+            return seen;
+        }
+    }
+}
+
+/// Writers on their own handles commit creates, patches of two shared
+/// keys, replaces and deletes while a follower on another handle reads the
+/// feed: it sees every acknowledged write exactly once, in seq order with
+/// no gap, never after the write was already visible to a read, and per
+/// key in revision order.
+pub fn feed_follower_sees_concurrent_commits_once_in_order(backend: &dyn TestBackend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let location = backend.fresh();
+    let location = &*location;
+    let (writers, writes) = (4, 30 * soak_factor() as usize);
+    let setup = location.open();
+    for k in ["shared0", "shared1"] {
+        setup
+            .create("c", k, json!({}))
+            .expect("create a shared key");
+    }
+    let start = setup.last_seq().expect("last seq");
+    let stop = AtomicBool::new(false);
+    let (written, seen) = thread::scope(|scope| {
+        let follower = {
+            let store = location.open();
+            let stop = &stop;
+            scope.spawn(move || follow_feed(&store, 0, stop))
+        };
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let store = location.open();
+                scope.spawn(move || write_feed_mix(&store, w, writes))
+            })
+            .collect();
+        let written: Vec<thread::Result<Vec<Written>>> =
+            handles.into_iter().map(|h| h.join()).collect();
+        // Stop the follower even when a writer failed, so the test ends.
+        stop.store(true, Ordering::SeqCst);
+        let seen = follower.join();
+        let written: Vec<Written> = written
+            .into_iter()
+            .flat_map(|w| w.unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        (
+            written,
+            seen.unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    // The follower starts at 0, so that a read of the shared keys' first
+    // revisions finds them in the feed too; the setup's changes are left
+    // out of the comparison.
+    let setup_changes = usize::try_from(start).expect("a small seq");
+    assert!(
+        seen.len() >= setup_changes,
+        "the setup's changes are missing"
+    );
+    assert_feed_matches(&seen[setup_changes..], &written);
+    assert_eq!(
+        setup.last_seq().expect("last seq"),
+        seen.len() as u64,
+        "last_seq disagrees with the changes read"
+    );
+}
+
+/// Checks the changes a follower saw against the writes acknowledged
+/// meanwhile: each exactly once, and per key in revision order (a writer's
+/// own keys, named `w…`, one revision at a time).
+///
+/// # Panics
+/// When they differ.
+pub fn assert_feed_matches(seen: &[crate::Change], written: &[Written]) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let from_feed: Vec<Written> = seen
+        .iter()
+        .map(|c| (c.key.to_string(), c.revision))
+        .collect();
+    let unique: BTreeSet<&Written> = from_feed.iter().collect();
+    assert_eq!(unique.len(), from_feed.len(), "a change appeared twice");
+    let expected: BTreeSet<&Written> = written.iter().collect();
+    assert_eq!(
+        unique, expected,
+        "the feed differs from the committed writes"
+    );
+    // Per key, revisions come in order; a writer's own keys see only its
+    // writes, so each is one more than the last.
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (key, revision) in &from_feed {
+        let before = last.insert(key.as_str(), *revision).unwrap_or(0);
+        if key.starts_with("c/w") {
+            assert_eq!(*revision, before + 1, "{key}");
+        } else {
+            assert!(
+                *revision > before,
+                "{key}: revision {revision} after {before}"
+            );
+        }
+    }
+}

@@ -1,12 +1,12 @@
 //! The change feed on SQLite: every commit exactly once, in seq order,
 //! across threads, handles and OS processes; pruning and `Compacted`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use revstore::{Change, ChangeKind, Durability, Error, Patch, Precondition, Store};
+use revstore::testkit::races::{assert_feed_matches, follow_feed, write_feed_mix, Written};
+use revstore::{ChangeKind, Durability, Error, Precondition, Store};
 use revstore_sqlite::{SqliteBackend, SqliteOptions};
 use serde_json::json;
 
@@ -38,137 +38,6 @@ fn retained_after(path: &Path) -> u64 {
 
 fn change_rows(path: &Path) -> u64 {
     count(path, "SELECT count(*) FROM changes")
-}
-
-/// One committed write a writer saw acknowledged.
-type Written = (String, u64);
-
-/// Writes `writes` times to keys of its own and to two shared keys, and
-/// returns every (key, revision) it committed.
-fn write_many(store: &Store, writer: usize, writes: usize) -> Vec<Written> {
-    let mut done = Vec::new();
-    for i in 0..writes {
-        let (name, doc) = match i % 3 {
-            0 => {
-                let name = format!("w{writer}-{}", i / 3);
-                let doc = store.create("c", &name, json!({ "i": i })).unwrap();
-                (name, doc)
-            }
-            1 => {
-                let name = format!("shared{}", i % 2);
-                let patch = Patch::Merge(json!({ format!("w{writer}"): i }));
-                let doc = store.patch("c", &name, &patch, Precondition::Any).unwrap();
-                (name, doc)
-            }
-            _ => {
-                let name = format!("w{writer}-{}", i / 3);
-                let doc = store
-                    .replace("c", &name, json!({ "again": i }), Precondition::Any)
-                    .unwrap();
-                (name, doc)
-            }
-        };
-        done.push((format!("c/{name}"), doc.revision));
-        if i % 10 == 9 {
-            let name = format!("w{writer}-{}", i / 3);
-            let revision = store.delete("c", &name, Precondition::Any).unwrap();
-            done.push((format!("c/{name}"), revision));
-        }
-    }
-    done
-}
-
-/// Follows the feed from `cursor` until `stop` is set and the feed is
-/// drained, checking on the way that seqs are contiguous (SQLite's
-/// AUTOINCREMENT never skips one in committed history) and that a change
-/// is in the feed as soon as its write is visible to a read.
-fn follow(store: &Store, mut cursor: u64, stop: &AtomicBool) -> Vec<Change> {
-    let mut seen: Vec<Change> = Vec::new();
-    let mut committed: BTreeSet<Written> = BTreeSet::new();
-    loop {
-        let stopping = stop.load(Ordering::SeqCst);
-        // A write visible to this read must be in the feed read after it.
-        let probe = store.get_record("c", "shared1").unwrap();
-        loop {
-            let batch = store.changes_since(cursor, 7).unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            for change in batch {
-                assert_eq!(change.seq, cursor + 1, "a gap or a repeat in the feed");
-                cursor = change.seq;
-                committed.insert((change.key.to_string(), change.revision));
-                seen.push(change);
-            }
-        }
-        if let Some(record) = probe {
-            assert!(
-                committed.contains(&("c/shared1".to_owned(), record.revision)),
-                "revision {} of c/shared1 was readable before it was in the feed",
-                record.revision
-            );
-        }
-        if stopping {
-            return seen;
-        }
-    }
-}
-
-fn assert_feed_matches(seen: &[Change], written: &[Written], setup: usize) {
-    let from_feed: Vec<Written> = seen[setup..]
-        .iter()
-        .map(|c| (c.key.to_string(), c.revision))
-        .collect();
-    let unique: BTreeSet<&Written> = from_feed.iter().collect();
-    assert_eq!(unique.len(), from_feed.len(), "a change appeared twice");
-    let expected: BTreeSet<&Written> = written.iter().collect();
-    assert_eq!(
-        unique, expected,
-        "the feed differs from the committed writes"
-    );
-    // Per key, revisions come in order, each one more than the last.
-    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
-    for (key, revision) in &from_feed {
-        let before = last.insert(key.as_str(), *revision).unwrap_or(0);
-        if key.starts_with("c/w") {
-            assert_eq!(*revision, before + 1, "{key}");
-        } else {
-            assert!(*revision > before, "{key}");
-        }
-    }
-}
-
-#[test]
-fn threads_with_own_handles_see_every_commit_once_in_seq_order() {
-    const WRITERS: usize = 4;
-    let writes = 120;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let setup = open(&path);
-    for k in ["shared0", "shared1"] {
-        setup.create("c", k, json!({})).unwrap();
-    }
-    let start = setup.last_seq().unwrap();
-    assert_eq!(start, 2);
-    let stop = AtomicBool::new(false);
-    let (written, seen) = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| follow(&open(&path), 0, &stop));
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|w| {
-                let path = &path;
-                scope.spawn(move || write_many(&open(path), w, writes))
-            })
-            .collect();
-        let written: Vec<Written> = writers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect();
-        stop.store(true, Ordering::SeqCst);
-        (written, reader.join().unwrap())
-    });
-    assert_feed_matches(&seen, &written, 2);
-    assert_eq!(setup.last_seq().unwrap(), seen.last().unwrap().seq);
-    assert_eq!(seen.len(), 2 + written.len());
 }
 
 #[test]
@@ -364,7 +233,7 @@ fn feed_is_shared_by_os_processes() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         let (writer, path) = spec.split_once(':').unwrap();
         let writer: usize = writer.parse().unwrap();
-        let written = write_many(&open(Path::new(path)), writer, 60);
+        let written = write_feed_mix(&open(Path::new(path)), writer, 60);
         for (key, revision) in written {
             println!("WROTE {key} {revision}");
         }
@@ -378,7 +247,7 @@ fn feed_is_shared_by_os_processes() {
     }
     let stop = AtomicBool::new(false);
     let (outputs, seen) = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| follow(&open(&path), 0, &stop));
+        let reader = scope.spawn(|| follow_feed(&open(&path), 0, &stop));
         let began = Instant::now();
         let children: Vec<_> = (0..3)
             .map(|w| {
@@ -412,5 +281,5 @@ fn feed_is_shared_by_os_processes() {
         })
         .collect();
     assert_eq!(written.len(), 3 * 66, "every child reported its writes");
-    assert_feed_matches(&seen, &written, 2);
+    assert_feed_matches(&seen[2..], &written);
 }
