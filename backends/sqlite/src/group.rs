@@ -71,8 +71,6 @@ static QUEUES: LazyLock<Mutex<HashMap<QueueKey, Weak<WriterQueue>>>> =
 #[derive(Debug, Default)]
 pub(crate) struct WriterQueue {
     state: Mutex<State>,
-    /// Signalled whenever a group finishes.
-    finished: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -84,9 +82,11 @@ struct State {
     done: HashMap<u64, Outcome>,
     /// Whether a leader is running a group now.
     leading: bool,
-    /// Callers waiting for a group to finish (when none are, finishing
-    /// one need not wake anybody, which costs a system call).
-    sleepers: usize,
+    /// The callers asleep, by ticket, each on a condition variable of its
+    /// own: a finished group wakes exactly its callers and the next
+    /// leader (waking them all cost each a futex round trip per group),
+    /// and nobody when nobody sleeps.
+    asleep: HashMap<u64, Arc<Condvar>>,
     next_ticket: u64,
     /// The largest group run so far (for tests and diagnostics).
     largest_group: usize,
@@ -140,12 +140,14 @@ impl WriterQueue {
                 return outcome;
             }
             if state.leading {
-                state.sleepers += 1;
-                state = self
-                    .finished
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-                state.sleepers -= 1;
+                let wake = Arc::clone(
+                    state
+                        .asleep
+                        .entry(ticket)
+                        .or_insert_with(|| Arc::new(Condvar::new())),
+                );
+                state = wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state.asleep.remove(&ticket);
                 continue;
             }
             state.leading = true;
@@ -226,12 +228,15 @@ impl Leading<'_> {
         let mut state = self.queue.state();
         for (ticket, job) in tickets.into_iter().zip(&jobs) {
             state.done.insert(ticket, outcome_of(job));
+            if let Some(wake) = state.asleep.get(&ticket) {
+                wake.notify_one();
+            }
         }
         state.leading = false;
-        let wake = state.sleepers > 0;
-        drop(state);
-        if wake {
-            self.queue.finished.notify_all();
+        // The oldest waiting caller leads the next group.
+        let next = state.waiting.front().map(|(ticket, _)| *ticket);
+        if let Some(wake) = next.and_then(|ticket| state.asleep.get(&ticket)) {
+            wake.notify_one();
         }
     }
 }
