@@ -6,6 +6,7 @@
 //! identically.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::body::Body;
@@ -144,6 +145,16 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
 
     /// Reads a key's record; `None` when it was never written.
     fn read(&self, key: &Key) -> Result<Option<Record>>;
+
+    /// As [`read`](Self::read), but the record may be shared with a cache
+    /// of the backend's, so that a warm read copies nothing. The default
+    /// wraps [`read`](Self::read).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    fn read_shared(&self, key: &Key) -> Result<Option<Arc<Record>>> {
+        Ok(self.read(key)?.map(Arc::new))
+    }
 
     /// Commits one conditional write; see the trait's contract.
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome>;

@@ -11,7 +11,7 @@
 //! check), which dominates a read of a small document.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::backend::Record;
 use crate::key::Key;
@@ -27,7 +27,7 @@ const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 struct Entry {
     raw: Box<[u8]>,
-    record: Record,
+    record: Arc<Record>,
     /// Tick of the last hit or insert, for eviction of the coldest half.
     used: u64,
 }
@@ -74,6 +74,12 @@ impl DecodeCache {
     /// The record decoded from `raw` for `key`, if these exact bytes were
     /// decoded before and are still cached.
     pub fn lookup(&self, key: &Key, raw: &[u8]) -> Option<Record> {
+        self.lookup_shared(key, raw).map(|record| (*record).clone())
+    }
+
+    /// As [`lookup`](DecodeCache::lookup), sharing the cached record
+    /// instead of copying it.
+    pub fn lookup_shared(&self, key: &Key, raw: &[u8]) -> Option<Arc<Record>> {
         let mut inner = self.inner.lock().ok()?;
         inner.tick += 1;
         let tick = inner.tick;
@@ -82,12 +88,17 @@ impl DecodeCache {
             return None;
         }
         entry.used = tick;
-        Some(entry.record.clone())
+        Some(Arc::clone(&entry.record))
     }
 
     /// Remembers that `raw` decodes to `record` for `key`, replacing what was
     /// cached for the key.
     pub fn insert(&self, key: &Key, raw: &[u8], record: &Record) {
+        self.insert_shared(key, raw, Arc::new(record.clone()));
+    }
+
+    /// As [`insert`](DecodeCache::insert), keeping the shared record itself.
+    pub fn insert_shared(&self, key: &Key, raw: &[u8], record: Arc<Record>) {
         let cost = entry_cost(raw);
         if self.max_bytes == 0 || raw.len() > MAX_ENTRY_BYTES || cost > self.max_bytes / 2 {
             self.forget(key);
@@ -109,7 +120,7 @@ impl DecodeCache {
             key.clone(),
             Entry {
                 raw: raw.into(),
-                record: record.clone(),
+                record,
                 used,
             },
         );
@@ -184,6 +195,17 @@ mod tests {
         assert_eq!(cache.lookup(&key("a"), b"revision: 1\nn: 1\n\n"), None);
         // Other keys never share entries.
         assert_eq!(cache.lookup(&key("b"), b"revision: 1\nn: 1\n"), None);
+    }
+
+    #[test]
+    fn shared_lookups_share_and_copies_do_not() {
+        let cache = DecodeCache::default();
+        cache.insert_shared(&key("a"), b"one", std::sync::Arc::new(record(1, 1)));
+        let first = cache.lookup_shared(&key("a"), b"one").unwrap();
+        let second = cache.lookup_shared(&key("a"), b"one").unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &second));
+        assert_eq!(cache.lookup(&key("a"), b"one"), Some(record(1, 1)));
+        assert!(cache.lookup_shared(&key("a"), b"two").is_none());
     }
 
     #[test]

@@ -103,6 +103,39 @@ pub(crate) struct LoadedSchema {
     pub(crate) compiled: Option<Arc<CompiledSchema>>,
 }
 
+/// A live document shared with a backend's read cache, from
+/// [`Store::get_shared`]: cheap to clone, read-only.
+#[derive(Debug, Clone)]
+pub struct SharedDocument {
+    /// Always holds a body (tombstones are never made into one).
+    record: Arc<Record>,
+}
+
+impl SharedDocument {
+    /// Revision of the write that produced this body.
+    pub fn revision(&self) -> u64 {
+        self.record.revision
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        static EMPTY: std::sync::OnceLock<Body> = std::sync::OnceLock::new();
+        match &self.record.body {
+            Some(body) => body,
+            // Not reachable: `get_shared` filters tombstones out.
+            None => EMPTY.get_or_init(Body::new),
+        }
+    }
+
+    /// A copy of its own.
+    pub fn to_document(&self) -> Document {
+        Document {
+            revision: self.revision(),
+            body: self.body().clone(),
+        }
+    }
+}
+
 impl Store {
     /// Opens a store on a backend with default options.
     pub fn open(backend: impl StorageBackend + 'static) -> Store {
@@ -145,6 +178,23 @@ impl Store {
                 body,
             })
         }))
+    }
+
+    /// Reads a live document without copying it: the body is shared with
+    /// the backend's read cache where it has one (YAML and SQLite keep one
+    /// per handle), so a warm read of an unchanged document neither parses
+    /// nor copies it. Use it where the body is only looked at; [`get`]
+    /// (Store::get) returns a body of your own.
+    ///
+    /// # Errors
+    /// As [`get`](Store::get).
+    pub fn get_shared(&self, collection: &str, name: &str) -> Result<Option<SharedDocument>> {
+        let key = Key::new(collection, name)?;
+        Ok(self
+            .backend
+            .read_shared(&key)?
+            .filter(|record| record.body.is_some())
+            .map(|record| SharedDocument { record }))
     }
 
     /// Reads a key's record including a tombstone: `None` when never
@@ -525,8 +575,11 @@ impl Store {
                 }
                 None => (None, true),
             };
-            let record = self.backend.read(key)?;
-            let current = current_of(record.as_ref());
+            // Shared: a replace or a delete never copies the old body, a
+            // patch copies it once, to change it.
+            let record = self.backend.read_shared(key)?;
+            let record = record.as_deref();
+            let current = current_of(record);
             if !precondition.holds(current) {
                 return Err(Error::Conflict {
                     key: key.clone(),
@@ -543,9 +596,9 @@ impl Store {
                         .to_owned(),
                 });
             }
-            let mut body = step(key, record.as_ref())?;
+            let mut body = step(key, record)?;
             if let (Some(new), Some(loaded)) = (body.as_mut(), schema.as_ref()) {
-                let old = record.as_ref().and_then(|r| r.body.as_ref());
+                let old = record.and_then(|r| r.body.as_ref());
                 if let Err(refused) = self.check_schema(key, loaded, new, old) {
                     if schema_is_fresh {
                         return Err(refused);

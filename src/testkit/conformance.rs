@@ -33,6 +33,7 @@ macro_rules! conformance_tests {
             conformance::hostile_values_are_refused_without_overflow,
             conformance::backend_commit_is_conditional,
             conformance::typed_get,
+            conformance::shared_reads_match_owned_reads,
             conformance::feed_reports_every_commit_in_order,
             conformance::feed_sees_other_handles_and_skips_failed_writes,
             conformance::feed_compaction_is_reported,
@@ -788,6 +789,49 @@ pub fn backend_commit_is_conditional(backend: &dyn TestBackend) {
     );
     assert_eq!(commit(4, Some(&v(5)), guard(1)), CommitOutcome::Committed);
     assert_eq!(b.read(&key).unwrap().and_then(|r| r.body), Some(v(5)));
+}
+
+/// `get_shared` answers exactly as `get` does — missing, live, deleted,
+/// re-created, and after another handle's write — however warm the
+/// backend's read cache is.
+pub fn shared_reads_match_owned_reads(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (reader, writer) = (location.open(), location.open());
+    let same = |what: &str| {
+        for _ in 0..2 {
+            let owned = reader.get("c", "d").unwrap();
+            let shared = reader.get_shared("c", "d").unwrap();
+            assert_eq!(
+                shared.as_ref().map(crate::SharedDocument::to_document),
+                owned,
+                "{what}"
+            );
+        }
+    };
+    same("never written");
+    writer
+        .create("c", "d", json!({"a": 1, "z": [1, 2]}))
+        .unwrap();
+    same("created by another handle");
+    writer
+        .patch("c", "d", &Patch::Merge(json!({"a": 2})), Precondition::Any)
+        .unwrap();
+    same("patched by another handle");
+    reader
+        .patch("c", "d", &Patch::Merge(json!({"b": 3})), Precondition::Any)
+        .unwrap();
+    same("patched by this handle");
+    let doc = reader.get_shared("c", "d").unwrap().unwrap();
+    assert_eq!(doc.revision(), 3);
+    assert_eq!(doc.body()["b"], 3);
+    writer.delete("c", "d", Precondition::Any).unwrap();
+    same("deleted");
+    assert!(reader.get_shared("c", "d").unwrap().is_none());
+    writer.create("c", "d", json!({"again": true})).unwrap();
+    same("re-created");
+    // A copy taken before a write keeps what it read.
+    assert_eq!(doc.revision(), 3);
+    assert_eq!(doc.body()["a"], 2);
 }
 
 /// `get_as` reads typed models and reports a mismatch naming the key.

@@ -600,7 +600,7 @@ impl YamlBackend {
 
     /// Reads and decodes a document, or takes the record decoded before
     /// from the cache when the file holds exactly the bytes it came from.
-    fn read_record(&self, key: &Key) -> Result<Option<Record>> {
+    fn read_record(&self, key: &Key) -> Result<Option<Arc<Record>>> {
         let path = self.document_path(key);
         fs::with_read_buffer(|buf| {
             let Some(len) = self.fs.read_into(&path, buf)? else {
@@ -608,11 +608,15 @@ impl YamlBackend {
                 return Ok(None);
             };
             let bytes = &buf[..len];
-            if let Some(record) = self.decodes.lookup(key, bytes) {
+            if let Some(record) = self.decodes.lookup_shared(key, bytes) {
                 return Ok(Some(record));
             }
-            let record = codec::decode(bytes, &label(key.collection(), key.name()), &path)?;
-            self.decodes.insert(key, bytes, &record);
+            let record = Arc::new(codec::decode(
+                bytes,
+                &label(key.collection(), key.name()),
+                &path,
+            )?);
+            self.decodes.insert_shared(key, bytes, Arc::clone(&record));
             Ok(Some(record))
         })
     }
@@ -647,6 +651,10 @@ impl StorageBackend for YamlBackend {
     }
 
     fn read(&self, key: &Key) -> Result<Option<Record>> {
+        Ok(self.read_record(key)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn read_shared(&self, key: &Key) -> Result<Option<Arc<Record>>> {
         self.read_record(key)
     }
 
@@ -686,12 +694,12 @@ impl StorageBackend for YamlBackend {
         };
         let _lock = self.lock_key(key, fs::LockMode::Exclusive, true)?;
         if let Some(guard) = commit.guard {
-            let actual = current_of(self.read_record(guard.key)?.as_ref());
+            let actual = current_of(self.read_record(guard.key)?.as_deref());
             if actual.last_revision() != guard.revision {
                 return Ok(CommitOutcome::GuardChanged { actual });
             }
         }
-        let actual = current_of(self.read_record(key)?.as_ref());
+        let actual = current_of(self.read_record(key)?.as_deref());
         if actual.last_revision() != commit.expected {
             return Ok(CommitOutcome::Conflict { actual });
         }
@@ -720,13 +728,13 @@ impl StorageBackend for YamlBackend {
         // The file now holds `bytes`, which decode to this record (encoding
         // round-trips every body exactly), so the next read of the key by
         // this handle, such as the next patch's, skips parsing.
-        self.decodes.insert(
+        self.decodes.insert_shared(
             key,
             &bytes,
-            &Record {
+            Arc::new(Record {
                 revision: new_revision,
                 body: commit.body.cloned(),
-            },
+            }),
         );
         // Outside the feed lock: the line is already durable, so a power
         // loss before this fsync leaves at most the documented extra line.
