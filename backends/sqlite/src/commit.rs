@@ -207,11 +207,14 @@ impl SqliteBackend {
         let changed = if !check_revision {
             self.write_any_revision(conn, job)?
         } else if job.expected == 0 {
-            conn.prepare_cached(INSERT_FIRST)?
-                .execute(params![collection, name, job.body])?
+            conn.prepare_cached(INSERT_FIRST)?.execute(params![
+                collection,
+                name,
+                job.body.as_deref()
+            ])?
         } else {
             conn.prepare_cached(UPDATE_IF_REVISION)?.execute(params![
-                job.body,
+                job.body.as_deref(),
                 job.new_revision,
                 collection,
                 name,
@@ -257,7 +260,7 @@ impl SqliteBackend {
     #[cfg(test)]
     fn write_any_revision(&self, conn: &Connection, job: &Job) -> Result<usize, Failure> {
         Ok(conn.prepare_cached(WRITE_ANY_REVISION)?.execute(params![
-            job.body,
+            job.body.as_deref(),
             job.new_revision,
             job.key.collection(),
             job.key.name()

@@ -34,8 +34,9 @@ pub(crate) struct Job {
     pub(crate) expected: i64,
     /// The revision written.
     pub(crate) new_revision: i64,
-    /// The new body as the JSON text stored, or `None` for a tombstone.
-    pub(crate) body: Option<String>,
+    /// The new body as the JSON text stored, or `None` for a tombstone
+    /// (shared with the caller, which caches it once committed).
+    pub(crate) body: Option<Arc<str>>,
     /// A key that must still be at a revision, and that revision.
     pub(crate) guard: Option<(Key, u64)>,
     /// What the write does, for the feed.
@@ -44,7 +45,7 @@ pub(crate) struct Job {
 
 impl Job {
     fn bytes(&self) -> usize {
-        self.body.as_ref().map_or(0, String::len)
+        self.body.as_ref().map_or(0, |body| body.len())
     }
 }
 
@@ -266,7 +267,7 @@ mod tests {
             key: Key::new("c", name).unwrap(),
             expected: 0,
             new_revision: 1,
-            body: Some("{}".to_owned()),
+            body: Some("{}".into()),
             guard: None,
             kind: ChangeKind::Created,
         }
@@ -309,7 +310,7 @@ mod tests {
         assert_eq!(waiting.front().map(|(t, _)| *t), Some(MAX_GROUP as u64));
 
         let mut big = job("big");
-        big.body = Some("x".repeat(MAX_GROUP_BYTES));
+        big.body = Some("x".repeat(MAX_GROUP_BYTES).into());
         let mut waiting: VecDeque<(u64, Job)> =
             [(0, job("small")), (1, big), (2, job("later"))].into();
         assert_eq!(take_group(&mut waiting).len(), 1);

@@ -43,7 +43,7 @@ fn job(
         key: key.clone(),
         expected,
         new_revision: expected + 1,
-        body: body.map(|b| b.to_string()),
+        body: body.map(|b| b.to_string().into()),
         guard: guard.map(|(k, r)| (k.clone(), r)),
         kind,
     }

@@ -37,11 +37,13 @@
 //!   retention horizon and the rows from one snapshot, so a cursor older
 //!   than the horizon always gets [`Error::Compacted`], never a gap.
 //! - **Warm reads skip parsing.** Each handle keeps a bounded cache
-//!   ([`revstore::DEFAULT_DECODE_CACHE_BYTES`]) of the bodies it read twice
-//!   unchanged, keyed by their exact stored JSON text: a read still fetches
-//!   the row, and reuses the decoded body only when the text is
-//!   byte-for-byte the one decoded before (the revision always comes from
-//!   the row).
+//!   ([`revstore::DEFAULT_DECODE_CACHE_BYTES`]) of bodies likely to be
+//!   read again unchanged (read twice at one revision, or written to a key
+//!   it wrote shortly before), keyed by their exact stored JSON text: a
+//!   read still fetches the row, and reuses the decoded body only when the
+//!   text is byte-for-byte the one cached (the revision always comes from
+//!   the row). [`read_shared`](revstore::StorageBackend::read_shared)
+//!   shares a cached body instead of copying it.
 //! - **Readers never write** and, thanks to WAL, never wait for writers. A
 //!   file that cannot be put in WAL mode is refused
 //!   ([`Error::InvalidConfig`] naming it), and so are in-memory databases.
@@ -280,6 +282,10 @@ impl revstore::StorageBackend for SqliteBackend {
     }
 
     fn read(&self, key: &Key) -> Result<Option<Record>> {
+        Ok(self.read_shared(key)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn read_shared(&self, key: &Key) -> Result<Option<Arc<Record>>> {
         let path = self.path();
         retry_busy(
             self.lock_timeout,
@@ -299,29 +305,27 @@ impl revstore::StorageBackend for SqliteBackend {
 
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
         let key = commit.key;
-        let body = commit
+        let body: Option<Arc<str>> = commit
             .body
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| Error::InvalidBody {
                 key: key.clone(),
                 reason: format!("cannot be encoded as JSON: {e}"),
-            })?;
+            })?
+            .map(Arc::from);
         let job = Job {
             key: key.clone(),
             expected: sql_revision(Some(commit.expected), key)?,
             new_revision: sql_revision(commit.expected.checked_add(1), key)?,
-            body,
+            body: body.clone(),
             guard: commit.guard.map(|g| (g.key.clone(), g.revision)),
             kind: commit.kind,
         };
         let outcome = self.writers.submit(job, &|jobs| self.run_group(jobs))?;
         if outcome == CommitOutcome::Committed {
-            // Not the new body: caching it costs two clones (one here, one
-            // in the cache), about what decoding it on the next read costs,
-            // and it slowed patches at random keys of a 100 000-doc store
-            // by a fifth (15 us of 70). The old body is stale now.
-            self.decoded.forget(key);
+            self.decoded
+                .committed(key, commit.new_revision(), commit.body, body.as_deref());
         }
         Ok(outcome)
     }

@@ -1,8 +1,8 @@
 //! Decoding stored rows, trusting nothing the file holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use revstore::{Body, Current, DecodeCache, Error, Key, Record};
 use rusqlite::types::ValueRef;
@@ -61,63 +61,99 @@ pub(crate) fn body(
     }
 }
 
-/// The bodies a handle decoded, so that reading an unchanged row again
-/// skips parsing.
+/// The bodies a handle decoded or wrote, so that reading an unchanged row
+/// again neither parses nor copies its body.
 ///
-/// A body is cached on its second read at the same revision, not its
-/// first: caching costs a clone of the body, which pays off only when it
-/// is read again unchanged. Most first reads are not (the engine reads a
-/// key before each write, which then changes it; a store read at random
-/// keys rarely reads one twice).
+/// Caching costs a copy of the body (when it is written) or memory that a
+/// body read once and never again does not repay, so only bodies likely to
+/// be read again unchanged are cached:
+/// - a body read a second time at the same revision (most first reads are
+///   not repeated: the engine reads a key before each write, which then
+///   changes it, and a store read at random keys rarely reads one twice);
+/// - a body written to a key this handle wrote shortly before (a document
+///   edited again and again is read before each of its writes; a store
+///   written at random keys would only churn the cache).
 #[derive(Debug, Default)]
 pub(crate) struct Decoded {
     cache: DecodeCache,
     /// Keys read once and not cached yet, with the revision read.
     read_once: Mutex<HashMap<Key, u64>>,
+    /// Keys this handle committed lately.
+    written: Mutex<HashSet<Key>>,
 }
 
 /// Most keys [`Decoded`] remembers as read once; beyond, it starts over.
 const MAX_READ_ONCE: usize = 4096;
 
+/// Most keys [`Decoded`] remembers as written lately; beyond, it starts
+/// over. Small: a key counts as written again only within this many other
+/// keys' writes.
+const MAX_WRITTEN: usize = 256;
+
 impl Decoded {
     /// A full record from a `(revision, body)` row. A body whose exact
-    /// text was decoded and cached before is cloned from the cache instead
-    /// of parsed again; the revision always comes from the row, so a cached
-    /// body never carries a stale one.
+    /// text was decoded or written and cached before is shared from the
+    /// cache instead of parsed again; the revision always comes from the
+    /// row, so a cached body never carries a stale one.
     pub(crate) fn record(
         &self,
         row: &rusqlite::Row<'_>,
         path: &Path,
         key: &Key,
-    ) -> Result<Record, Failure> {
+    ) -> Result<Arc<Record>, Failure> {
         let at = || location(path, key);
         let revision = revision(row.get_ref(0)?, at)?;
         let stored = row.get_ref(1)?;
         let ValueRef::Text(text) = stored else {
-            return Ok(Record {
+            return Ok(Arc::new(Record {
                 revision,
                 body: body(stored, at)?,
-            });
+            }));
         };
-        if let Some(cached) = self.cache.lookup(key, text) {
-            return Ok(Record {
+        if let Some(cached) = self.cache.lookup_shared(key, text) {
+            if cached.revision == revision {
+                return Ok(cached);
+            }
+            // The same text under another revision (written again
+            // unchanged, or edited by hand): the body from the cache, the
+            // revision from the row.
+            let record = Arc::new(Record {
                 revision,
-                body: cached.body,
+                body: cached.body.clone(),
             });
+            self.cache.insert_shared(key, text, Arc::clone(&record));
+            return Ok(record);
         }
-        let record = Record {
+        let record = Arc::new(Record {
             revision,
             body: body(stored, at)?,
-        };
+        });
         if self.read_before(key, revision) {
-            self.cache.insert(key, text, &record);
+            self.cache.insert_shared(key, text, Arc::clone(&record));
         }
         Ok(record)
     }
 
-    /// Drops what is cached for `key` (it was just written).
-    pub(crate) fn forget(&self, key: &Key) {
-        self.cache.forget(key);
+    /// Notes that this handle committed `body`, stored as `text`, to `key`
+    /// at `revision` (`None`s for a delete).
+    pub(crate) fn committed(
+        &self,
+        key: &Key,
+        revision: u64,
+        body: Option<&Body>,
+        text: Option<&str>,
+    ) {
+        match (body, text) {
+            (Some(body), Some(text)) if self.written_before(key) => self.cache.insert_shared(
+                key,
+                text.as_bytes(),
+                Arc::new(Record {
+                    revision,
+                    body: Some(body.clone()),
+                }),
+            ),
+            _ => self.cache.forget(key),
+        }
     }
 
     /// Whether `key` was read once before at `revision` without being
@@ -135,6 +171,21 @@ impl Decoded {
             read_once.clear();
         }
         read_once.insert(key.clone(), revision);
+        false
+    }
+
+    /// Whether this handle wrote `key` lately; remembers this write.
+    fn written_before(&self, key: &Key) -> bool {
+        let Ok(mut written) = self.written.lock() else {
+            return false;
+        };
+        if written.contains(key) {
+            return true;
+        }
+        if written.len() >= MAX_WRITTEN {
+            written.clear();
+        }
+        written.insert(key.clone());
         false
     }
 }
@@ -174,7 +225,7 @@ mod tests {
     use super::*;
 
     /// Decodes `(revision, body)` as a stored row would hold them.
-    fn read(decoded: &Decoded, revision: i64, body: &str) -> Record {
+    fn read(decoded: &Decoded, revision: i64, body: &str) -> Arc<Record> {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         let key = Key::new("c", "k").unwrap();
         conn.query_row("SELECT ?1, ?2", rusqlite::params![revision, body], |row| {
@@ -195,15 +246,42 @@ mod tests {
         let second = read(&decoded, 2, r#"{"a":2}"#);
         assert_eq!(decoded.cache.len(), 1);
         let third = read(&decoded, 2, r#"{"a":2}"#);
-        assert_eq!(
-            (second.revision, &second.body),
-            (third.revision, &third.body)
-        );
+        assert!(Arc::ptr_eq(&second, &third), "a warm read copied the body");
         // Same text, another revision: the body from the cache, the
         // revision from the row.
         let moved = read(&decoded, 3, r#"{"a":2}"#);
-        assert_eq!((moved.revision, moved.body), (3, second.body));
-        decoded.forget(&Key::new("c", "k").unwrap());
+        assert_eq!((moved.revision, &moved.body), (3, &second.body));
+        assert_eq!(read(&decoded, 3, r#"{"a":2}"#).revision, 3);
+        // Other text at the same revision (a hand edit): decoded anew.
+        assert_eq!(
+            read(&decoded, 3, r#"{"a":3}"#).body,
+            Some(serde_json::from_str(r#"{"a":3}"#).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_key_written_again_is_cached_with_what_was_written() {
+        let decoded = Decoded::default();
+        let key = Key::new("c", "k").unwrap();
+        let body: Body = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        decoded.committed(&key, 1, Some(&body), Some(r#"{"a":1}"#));
+        assert!(decoded.cache.is_empty(), "cached on the first write");
+        decoded.committed(&key, 2, Some(&body), Some(r#"{"a":1}"#));
+        assert_eq!(decoded.cache.len(), 1);
+        let read_back = read(&decoded, 2, r#"{"a":1}"#);
+        assert_eq!((read_back.revision, &read_back.body), (2, &Some(body)));
+        // A delete drops it.
+        decoded.committed(&key, 3, None, None);
+        assert!(decoded.cache.is_empty());
+        // Writes at many other keys in between (each their first): no
+        // longer "written lately".
+        let body: Body = serde_json::from_str("{}").unwrap();
+        for i in 0..MAX_WRITTEN {
+            let other = Key::new("c", &format!("o{i}")).unwrap();
+            decoded.committed(&other, 1, Some(&body), Some("{}"));
+        }
+        assert!(decoded.cache.is_empty());
+        decoded.committed(&key, 4, Some(&body), Some("{}"));
         assert!(decoded.cache.is_empty());
     }
 
