@@ -86,9 +86,10 @@
 //! - **A write reads first.** The engine reads a key before writing it: a
 //!   read transaction, then the write transaction, which also records the
 //!   change in the feed (a second page per commit).
-//! - **A read returns an owned body.** A warm read skips parsing but still
-//!   clones the cached body for its caller, which for a 1 KiB document
-//!   costs about as much as the `SELECT` itself.
+//! - **An owned body is a copy.** A warm `get` skips parsing but copies
+//!   the cached body for its caller, which for a 1 KiB document costs
+//!   about as much as the `SELECT` itself; `get_shared` (through
+//!   [`read_shared`](revstore::StorageBackend::read_shared)) shares it.
 //! - **Large stores.** Documents up to about 4 KiB live in the table's
 //!   leaves; at random keys of a large store, a read costs about one page
 //!   read from the file, and a write one page written back at the next
