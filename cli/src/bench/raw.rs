@@ -42,14 +42,18 @@ pub struct RawSqlite {
     path: PathBuf,
 }
 
-/// The table revstore-sqlite keeps its documents in (format 1's table).
+/// The table revstore-sqlite keeps its documents in (format 3's table: a
+/// rowid table, so a 1 KiB row stays in its leaf page).
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS documents (
     collection TEXT NOT NULL,
     name TEXT NOT NULL,
     revision INTEGER NOT NULL,
     body TEXT,
     PRIMARY KEY (collection, name)
-) WITHOUT ROWID";
+)";
+
+/// revstore-sqlite's page cache per connection, in KiB.
+const PAGE_CACHE_KIB: i64 = 8 * 1024;
 
 impl RawSqlite {
     /// Opens (creating) a database at `path` with WAL, the durability's
@@ -74,6 +78,8 @@ impl RawSqlite {
         };
         conn.pragma_update(None, "synchronous", synchronous)
             .map_err(err("set synchronous"))?;
+        conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
+            .map_err(err("set the page cache size"))?;
         if durability == Durability::Full {
             conn.pragma_update(None, "fullfsync", true)
                 .map_err(err("set fullfsync"))?;
