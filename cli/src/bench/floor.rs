@@ -119,6 +119,24 @@ impl Floor {
         }
     }
 
+    /// For SQLite, [`RawSqlite::update_with_feed`]: the statements revstore's
+    /// read-then-commit write needs, raw. `None` for other backends.
+    ///
+    /// # Errors
+    /// SQLite's errors.
+    pub fn overwrite_with_feed(
+        &mut self,
+        collection: &str,
+        name: &str,
+    ) -> Option<Result<(), CliError>> {
+        match self {
+            Floor::Sql { writes, json, .. } => {
+                Some(writes.update_with_feed(collection, name, json).map(drop))
+            }
+            _ => None,
+        }
+    }
+
     /// Reads a document of the store raw (bytes or text, not parsed).
     ///
     /// # Errors

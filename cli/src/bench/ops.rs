@@ -125,6 +125,23 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             .map(drop)
             .map_err(CliError::from)
     };
+    let mut floor_design = |_| {
+        floor
+            .borrow_mut()
+            .overwrite_with_feed(C, "doc")
+            .unwrap_or(Ok(()))
+    };
+    let mut patch_again = |i: usize| {
+        store
+            .patch(
+                C,
+                "doc",
+                &Patch::Merge(json!({"counter": i})),
+                Precondition::Any,
+            )
+            .map(drop)
+            .map_err(CliError::from)
+    };
     let mut floor_list = |_| floor.borrow_mut().list(LISTED).map(drop);
     let mut list = |_| store.list(LISTED).map(drop).map_err(CliError::from);
     let mut cases: Vec<Case<'_>> = vec![
@@ -141,6 +158,10 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
         (n_list, &mut floor_list),
         (n_list, &mut list),
     ];
+    if config.kind == Kind::Sqlite {
+        cases.push((n, &mut floor_design));
+        cases.push((n, &mut patch_again));
+    }
     let samples = interleaved(plan.samples, &mut cases)?;
 
     let [read_name, create_name, write_name, list_name] = floor_names(config.kind);
@@ -167,6 +188,21 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             row = row.target(Target::RatioAtLeast(0.8));
         }
         rows.push(row);
+    }
+    if config.kind == Kind::Sqlite {
+        // No target: this row says how close the engine gets to the floor
+        // of its own design (a read, then a guarded commit with a feed row).
+        rows.push(
+            Row::from_samples(
+                GROUP,
+                "patch 1 KiB vs its design floor",
+                config.kind.name(),
+                config.durability_name(),
+                Unit::OpsPerSec,
+                &samples[13],
+            )
+            .against_samples("raw read + guarded UPDATE + feed row", &samples[12]),
+        );
     }
     Ok(rows)
 }

@@ -52,6 +52,15 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (collection, name)
 )";
 
+/// revstore-sqlite's change feed table (format 3).
+const CREATE_FEED: &str = "CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    name TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    kind TEXT NOT NULL
+)";
+
 /// revstore-sqlite's page cache per connection, in KiB.
 const PAGE_CACHE_KIB: i64 = 8 * 1024;
 
@@ -86,6 +95,8 @@ impl RawSqlite {
         }
         conn.execute_batch(CREATE)
             .map_err(err("create the table"))?;
+        conn.execute_batch(CREATE_FEED)
+            .map_err(err("create the feed table"))?;
         Ok(RawSqlite {
             conn,
             path: path.to_path_buf(),
@@ -140,6 +151,64 @@ impl RawSqlite {
             )
             .and_then(|mut s| s.execute(params![body, collection, name, revision]))
             .map_err(err("update"))?;
+        tx.commit().map_err(err("commit"))?;
+        Ok(changed == 1)
+    }
+
+    /// The statements a revstore write cannot do without, done raw: read
+    /// the row (revision and body text, unparsed) in a read transaction of
+    /// its own, then in one immediate transaction check the schema guard's
+    /// revision, update on the revision read and add the change-feed row.
+    /// No JSON, no engine: the floor of the read-then-commit design.
+    ///
+    /// # Errors
+    /// SQLite's errors.
+    pub fn update_with_feed(
+        &mut self,
+        collection: &str,
+        name: &str,
+        body: &str,
+    ) -> Result<bool, CliError> {
+        let path = self.path.clone();
+        let err = |what: &'static str| {
+            let path = path.clone();
+            move |e| sqlite_error(&path, what, e)
+        };
+        let read: Option<(i64, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT revision, body FROM documents WHERE collection = ?1 AND name = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![collection, name], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(err("read the row"))?;
+        let Some((revision, _old_body)) = read else {
+            return Ok(false);
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("begin"))?;
+        let _guard: Option<i64> = tx
+            .prepare_cached(
+                "SELECT revision FROM documents WHERE collection = '_schema' AND name = ?1",
+            )
+            .and_then(|mut s| s.query_row(params![collection], |r| r.get(0)).optional())
+            .map_err(err("check the guard"))?;
+        let changed = tx
+            .prepare_cached(
+                "UPDATE documents SET body = ?1, revision = ?4 + 1 \
+                 WHERE collection = ?2 AND name = ?3 AND revision = ?4",
+            )
+            .and_then(|mut s| s.execute(params![body, collection, name, revision]))
+            .map_err(err("update"))?;
+        tx.prepare_cached(
+            "INSERT INTO changes (collection, name, revision, kind) VALUES (?1, ?2, ?3, 'updated')",
+        )
+        .and_then(|mut s| s.execute(params![collection, name, revision + 1]))
+        .map_err(err("add the feed row"))?;
         tx.commit().map_err(err("commit"))?;
         Ok(changed == 1)
     }
