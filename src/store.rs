@@ -183,8 +183,8 @@ impl Store {
     /// Reads a live document without copying it: the body is shared with
     /// the backend's read cache where it has one (YAML and SQLite keep one
     /// per handle), so a warm read of an unchanged document neither parses
-    /// nor copies it. Use it where the body is only looked at; [`get`]
-    /// (Store::get) returns a body of your own.
+    /// nor copies it. Use it where the body is only looked at;
+    /// [`get`](Store::get) returns a body of your own.
     ///
     /// # Errors
     /// As [`get`](Store::get).
