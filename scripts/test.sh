@@ -28,6 +28,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features --doc
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
 if [ -z "${REVSTORE_POSTGRES_URL:-}" ]; then
   if postgres_env=$(./scripts/postgres.sh start); then
     eval "$postgres_env"
