@@ -59,7 +59,7 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Opens a file for reading and appending, creating it when missing.
     fn open_append(&self, path: &Path) -> io::Result<File>;
     /// The length of `file` (opened by this file system from `path`) and
-    /// whether it still has a name (`fstat`'s link count is not 0).
+    /// whether `path` still names it (not removed, moved away or replaced).
     fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat>;
     /// Fills `buf` from `file` (opened for reading by this file system from
     /// `path`) at `offset`, leaving its position alone; `UnexpectedEof`
@@ -95,7 +95,8 @@ pub struct DirEntry {
 pub struct FileStat {
     /// Its length in bytes.
     pub len: u64,
-    /// Whether some folder still holds it: `false` once it was removed.
+    /// Whether the path it was opened from still names it: `false` once it
+    /// was removed, moved away or replaced.
     pub linked: bool,
 }
 
@@ -211,10 +212,19 @@ impl FileSystem for RealFs {
             .open(path)
     }
 
-    fn stat_file(&self, file: &File, _path: &Path) -> io::Result<FileStat> {
+    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
         let metadata = file.metadata()?;
+        // The path, not the link count: a file moved away by hand is still
+        // linked, but whoever opens the path now gets another one.
         #[cfg(unix)]
-        let linked = std::os::unix::fs::MetadataExt::nlink(&metadata) > 0;
+        let linked = {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata(path) {
+                Ok(named) => named.dev() == metadata.dev() && named.ino() == metadata.ino(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e),
+            }
+        };
         // Elsewhere an open file cannot be removed.
         #[cfg(not(unix))]
         let linked = true;
@@ -302,8 +312,8 @@ const MAX_KEPT_LOCK_FILES: usize = 64;
 /// allocation) and closing it. Each file is taken out while it is locked,
 /// so no two threads ever lock through one open file description (which
 /// would not exclude them). Safe because lock files are never removed or
-/// replaced by revstore; one removed by hand is noticed (its link count is
-/// 0 once locked) and opened afresh.
+/// replaced by revstore; one removed, moved or replaced by hand is noticed
+/// (its path names another file, or none, once locked) and opened afresh.
 #[derive(Debug, Default)]
 pub struct KeptLockFiles {
     files: Mutex<KeptFiles>,
@@ -580,7 +590,7 @@ impl Fs {
         Ok(())
     }
 
-    /// The length of an open file and whether it still has a name.
+    /// The length of an open file and whether its path still names it.
     pub fn stat_file(&self, file: &File, path: &Path) -> Result<FileStat> {
         self.0
             .stat_file(file, path)
@@ -681,5 +691,29 @@ mod tests {
         // Given back unlocked: another open file can lock it exclusively.
         let probe = File::open(&paths[0]).unwrap();
         fs2::FileExt::try_lock_exclusive(&probe).unwrap();
+    }
+
+    #[test]
+    fn a_kept_lock_file_moved_away_by_hand_is_not_locked_in_place_of_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".doc.lock");
+        let fs = Fs::new(Arc::new(RealFs));
+        drop(fs.lock(&path, LockMode::Exclusive).unwrap());
+        // Moved, not removed: the kept file is still linked, under another
+        // name, and whoever opens the path now locks a file of its own.
+        std::fs::rename(&path, dir.path().join(".doc.lock.old")).unwrap();
+        let held = fs.lock(&path, LockMode::Exclusive).unwrap();
+        let other = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        assert!(
+            fs2::FileExt::try_lock_exclusive(&other).is_err(),
+            "a writer opening the lock file's path got in while this handle held the lock"
+        );
+        drop(held);
     }
 }

@@ -98,7 +98,8 @@
 //! the open file — so commits from any thread, handle or process on the
 //! same machine exclude each other. (A handle keeps up to 64 lock files
 //! open between commits, each used by one commit at a time; one removed
-//! by hand is noticed once locked, as no longer linked, and opened again.)
+//! or moved by hand is noticed once locked, as no longer the file its path
+//! names, and opened again.)
 //! A commit with
 //! a [`Guard`](revstore::Guard) first takes a shared lock on the guard key's
 //! lock file, so it excludes writes of the guard key but not other guarded
@@ -162,7 +163,8 @@
 //!
 //! To find the last seq, a handle that committed before keeps the newest
 //! segment open and checks it rather than listing the folder and reading
-//! the segment whole: the file must still be linked and no shorter, must
+//! the segment whole: the file must still be the one its path names and no
+//! shorter, must
 //! still hold the last line it wrote (or saw) at the same place, and no
 //! segment named after the next seq may exist; lines appended since by
 //! others are read and their last one decoded. Anything else (a segment
