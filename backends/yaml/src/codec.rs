@@ -1183,6 +1183,21 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_emitter_agrees_on_long_scalars_with_spaces() {
+        let words = "word ".repeat(40);
+        let plain = format!("start {}end", words);
+        let single = format!("a: {}b", words);
+        let double = format!("tab\t{}end", words);
+        let long = body(json!({
+            "plain": plain,
+            "single": single,
+            "double": double,
+            "deep": {"list": [plain, single, double, {"k": plain}]},
+        }));
+        assert_eq!(emit_live(3, &long), Some(serde_yaml_live(3, &long)));
+    }
+
+    #[test]
     fn the_fast_emitter_covers_usual_bodies_and_tricky_scalars() {
         let usual = body(json!({
             "description": "Orders placed by customers",
