@@ -158,6 +158,7 @@ impl WriterQueue {
             let (tickets, jobs) = group.into_iter().unzip();
             let leading = Leading {
                 queue: self,
+                own: ticket,
                 tickets,
                 jobs,
                 handed_out: false,
@@ -203,6 +204,8 @@ fn take_group(waiting: &mut VecDeque<(u64, Job)>) -> Vec<(u64, Job)> {
 /// leader unwinds, [`Drop`] reports an error to each of them.
 struct Leading<'a> {
     queue: &'a WriterQueue,
+    /// The leader's own ticket, which its group may not hold.
+    own: u64,
     tickets: Vec<u64>,
     jobs: Vec<Job>,
     handed_out: bool,
@@ -213,7 +216,7 @@ impl Leading<'_> {
     fn hand_out(mut self, outcomes: Vec<Outcome>) {
         self.handed_out = true;
         let mut outcomes = outcomes.into_iter();
-        self.publish(|job| {
+        self.publish(None, |job| {
             outcomes.next().unwrap_or_else(|| {
                 Err(leader_failed(
                     job,
@@ -223,7 +226,9 @@ impl Leading<'_> {
         });
     }
 
-    fn publish(&mut self, mut outcome_of: impl FnMut(&Job) -> Outcome) {
+    /// `withdrawn`: a ticket whose caller is gone (a panicking leader's
+    /// own), whose job must neither run later nor leave an outcome.
+    fn publish(&mut self, withdrawn: Option<u64>, mut outcome_of: impl FnMut(&Job) -> Outcome) {
         let tickets = std::mem::take(&mut self.tickets);
         let jobs = std::mem::take(&mut self.jobs);
         let mut state = self.queue.state();
@@ -233,8 +238,13 @@ impl Leading<'_> {
                 wake.notify_one();
             }
         }
+        if let Some(ticket) = withdrawn {
+            state.waiting.retain(|(waiting, _)| *waiting != ticket);
+            state.done.remove(&ticket);
+        }
         state.leading = false;
-        // The oldest waiting caller leads the next group.
+        // The oldest waiting caller leads the next group (a leader whose
+        // own job is still waiting leads again itself, unless it panicked).
         let next = state.waiting.front().map(|(ticket, _)| *ticket);
         if let Some(wake) = next.and_then(|ticket| state.asleep.get(&ticket)) {
             wake.notify_one();
@@ -245,7 +255,10 @@ impl Leading<'_> {
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
         if !self.handed_out {
-            self.publish(|job| Err(leader_failed(job, "the thread running its group panicked")));
+            let own = self.own;
+            self.publish(Some(own), |job| {
+                Err(leader_failed(job, "the thread running its group panicked"))
+            });
         }
     }
 }
@@ -299,6 +312,71 @@ mod tests {
             assert!(panicking.join().is_err());
         });
         assert!(!queue.state().leading);
+    }
+
+    /// A caller that finds no leader while a full group's worth of older
+    /// jobs waits (their callers not yet awake) leads a group without its
+    /// own job. If it panics, its job must not be committed later for a
+    /// caller that is gone, and the callers queued behind it must still be
+    /// woken.
+    #[test]
+    fn a_leader_panicking_with_its_own_job_still_queued_withdraws_it_and_wakes_the_next() {
+        let queue = WriterQueue::default();
+        {
+            let mut state = queue.state();
+            for _ in 0..MAX_GROUP {
+                let ticket = state.next_ticket;
+                state.next_ticket += 1;
+                state.waiting.push_back((ticket, job("older")));
+            }
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let panicking = scope.spawn(|| {
+                queue.submit(job("gone"), &|jobs| {
+                    assert!(jobs.iter().all(|j| j.key.name() == "older"));
+                    // "gone" and then "next" wait behind this group.
+                    while queue.waiting() < 2 {
+                        std::thread::yield_now();
+                    }
+                    panic!("the leader fails");
+                })
+            });
+            while queue.waiting() != 1 {
+                std::thread::yield_now();
+            }
+            let done_tx = done_tx.clone();
+            let queue = &queue;
+            scope.spawn(move || {
+                let outcome = queue.submit(job("next"), &|jobs| {
+                    jobs.iter()
+                        .map(|j| {
+                            assert_eq!(j.key.name(), "next", "a withdrawn job ran");
+                            Ok(CommitOutcome::Committed)
+                        })
+                        .collect()
+                });
+                let _ = done_tx.send(outcome);
+            });
+            assert!(panicking.join().is_err());
+            let outcome = done_rx.recv_timeout(Duration::from_secs(60));
+            if outcome.is_err() {
+                // Wake it by hand so that the scope can end and report.
+                let state = queue.state();
+                state.asleep.values().for_each(|wake| wake.notify_all());
+            }
+            assert!(
+                matches!(outcome, Ok(Ok(CommitOutcome::Committed))),
+                "the caller behind a panicked leader: {outcome:?}"
+            );
+        });
+        let state = queue.state();
+        assert!(state.waiting.is_empty() && !state.leading);
+        assert!(
+            state.done.keys().all(|&ticket| ticket < MAX_GROUP as u64),
+            "an outcome nobody collects: {:?}",
+            state.done.keys().collect::<Vec<_>>()
+        );
     }
 
     #[test]
