@@ -475,17 +475,24 @@ impl Fs {
             // opens the path now. Closed, like any other kept for it.
             self.1.forget(path);
         }
-        let file = self
-            .0
-            .open_lock_file(path, true)
-            .map_err(|e| Error::io("open lock file", path, e))?;
-        self.0
-            .lock(&file, path, mode)
-            .map_err(|e| Error::io("lock", path, e))?;
-        Ok(FileLock {
-            file: Some(file),
-            keep: Some((self.clone(), path.to_owned())),
-        })
+        loop {
+            let file = self
+                .0
+                .open_lock_file(path, true)
+                .map_err(|e| Error::io("open lock file", path, e))?;
+            self.0
+                .lock(&file, path, mode)
+                .map_err(|e| Error::io("lock", path, e))?;
+            // The same check as for a kept file: removed or replaced by hand
+            // between the open and the lock, it would exclude no one who
+            // opens the path now. Open the path again.
+            if self.stat_file(&file, path)?.linked {
+                return Ok(FileLock {
+                    file: Some(file),
+                    keep: Some((self.clone(), path.to_owned())),
+                });
+            }
+        }
     }
 
     /// Locks `path` in `mode` after passing through `turnstile`: takes the
@@ -703,6 +710,89 @@ mod tests {
         // name, and whoever opens the path now locks a file of its own.
         std::fs::rename(&path, dir.path().join(".doc.lock.old")).unwrap();
         let held = fs.lock(&path, LockMode::Exclusive).unwrap();
+        let other = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        assert!(
+            fs2::FileExt::try_lock_exclusive(&other).is_err(),
+            "a writer opening the lock file's path got in while this handle held the lock"
+        );
+        drop(held);
+    }
+
+    /// The real file system, but the first lock of a file first moves its
+    /// path away by hand, between the caller's open and its lock.
+    #[derive(Debug, Default)]
+    struct MovesAwayBeforeTheFirstLock(std::sync::atomic::AtomicBool);
+
+    impl FileSystem for MovesAwayBeforeTheFirstLock {
+        fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
+            RealFs.read_into(path, buf)
+        }
+        fn is_dir(&self, path: &Path) -> io::Result<bool> {
+            RealFs.is_dir(path)
+        }
+        fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+            RealFs.list_dir(path)
+        }
+        fn create_dir(&self, path: &Path) -> io::Result<()> {
+            RealFs.create_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            RealFs.sync_dir(path)
+        }
+        fn open_lock_file(&self, path: &Path, create: bool) -> io::Result<File> {
+            RealFs.open_lock_file(path, create)
+        }
+        fn lock(&self, file: &File, path: &Path, mode: LockMode) -> io::Result<()> {
+            if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::fs::rename(path, path.with_extension("old"))?;
+            }
+            RealFs.lock(file, path, mode)
+        }
+        fn unlock(&self, file: &File, path: &Path) -> io::Result<()> {
+            RealFs.unlock(file, path)
+        }
+        fn create_new(&self, path: &Path) -> io::Result<File> {
+            RealFs.create_new(path)
+        }
+        fn open_append(&self, path: &Path) -> io::Result<File> {
+            RealFs.open_append(path)
+        }
+        fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
+            RealFs.stat_file(file, path)
+        }
+        fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            RealFs.read_at(file, path, offset, buf)
+        }
+        fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
+            RealFs.write(file, path, bytes)
+        }
+        fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
+            RealFs.sync_data(file, path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealFs.rename(from, to)
+        }
+        fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+            RealFs.truncate(path, len)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            RealFs.remove_file(path)
+        }
+    }
+
+    #[test]
+    fn a_lock_file_moved_away_between_open_and_lock_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".doc.lock");
+        let fs = Fs::new(Arc::new(MovesAwayBeforeTheFirstLock::default()));
+        let held = fs.lock(&path, LockMode::Exclusive).unwrap();
+        assert!(dir.path().join(".doc.old").exists(), "the move happened");
         let other = OpenOptions::new()
             .read(true)
             .write(true)
