@@ -700,6 +700,21 @@ mod tests {
         fs2::FileExt::try_lock_exclusive(&probe).unwrap();
     }
 
+    /// Another writer opening `path` now cannot take its lock.
+    fn assert_a_writer_through_the_path_is_excluded(path: &Path) {
+        let other = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap();
+        assert!(
+            fs2::FileExt::try_lock_exclusive(&other).is_err(),
+            "a writer opening the lock file's path got in while this handle held the lock"
+        );
+    }
+
     #[test]
     fn a_kept_lock_file_moved_away_by_hand_is_not_locked_in_place_of_the_path() {
         let dir = tempfile::tempdir().unwrap();
@@ -710,17 +725,7 @@ mod tests {
         // name, and whoever opens the path now locks a file of its own.
         std::fs::rename(&path, dir.path().join(".doc.lock.old")).unwrap();
         let held = fs.lock(&path, LockMode::Exclusive).unwrap();
-        let other = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .unwrap();
-        assert!(
-            fs2::FileExt::try_lock_exclusive(&other).is_err(),
-            "a writer opening the lock file's path got in while this handle held the lock"
-        );
+        assert_a_writer_through_the_path_is_excluded(&path);
         drop(held);
     }
 
@@ -793,17 +798,7 @@ mod tests {
         let fs = Fs::new(Arc::new(MovesAwayBeforeTheFirstLock::default()));
         let held = fs.lock(&path, LockMode::Exclusive).unwrap();
         assert!(dir.path().join(".doc.old").exists(), "the move happened");
-        let other = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .unwrap();
-        assert!(
-            fs2::FileExt::try_lock_exclusive(&other).is_err(),
-            "a writer opening the lock file's path got in while this handle held the lock"
-        );
+        assert_a_writer_through_the_path_is_excluded(&path);
         drop(held);
     }
 }

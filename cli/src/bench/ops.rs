@@ -100,7 +100,7 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             .map_err(CliError::from)
     };
     let mut floor_write = |_| floor.borrow_mut().overwrite(C, "doc");
-    let mut patch = |i: usize| {
+    let patch_doc = |i: usize| {
         store
             .patch(
                 C,
@@ -111,6 +111,7 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             .map(drop)
             .map_err(CliError::from)
     };
+    let mut patch = patch_doc;
     let mut floor_write2 = |_| floor.borrow_mut().overwrite(C, "doc");
     let mut replace = |_| {
         store
@@ -131,17 +132,7 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             .overwrite_with_feed(C, "doc")
             .unwrap_or(Ok(()))
     };
-    let mut patch_again = |i: usize| {
-        store
-            .patch(
-                C,
-                "doc",
-                &Patch::Merge(json!({"counter": i})),
-                Precondition::Any,
-            )
-            .map(drop)
-            .map_err(CliError::from)
-    };
+    let mut patch_again = patch_doc;
     let mut floor_list = |_| floor.borrow_mut().list(LISTED).map(drop);
     let mut list = |_| store.list(LISTED).map(drop).map_err(CliError::from);
     let mut cases: Vec<Case<'_>> = vec![
