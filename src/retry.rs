@@ -17,7 +17,10 @@ pub struct RetryPolicy {
     /// Attempts in total, the first included (default 1000).
     pub max_attempts: u32,
     /// Upper bound of the first backoff; it doubles on every further
-    /// attempt (default 50 µs).
+    /// attempt (default 10 µs: a writer that lost learns of it once the
+    /// winner's commit is visible, so the next slot is usually free at
+    /// once — with 50 µs, SQLite's group commits sat idle while losers
+    /// slept, and 4 threads on one key fell to 0.47× of one writer).
     pub initial_backoff: Duration,
     /// Largest backoff (default 20 ms).
     pub max_backoff: Duration,
@@ -27,7 +30,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 1000,
-            initial_backoff: Duration::from_micros(50),
+            initial_backoff: Duration::from_micros(10),
             max_backoff: Duration::from_millis(20),
         }
     }
