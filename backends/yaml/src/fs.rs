@@ -458,7 +458,16 @@ impl Fs {
     /// the open file description: two threads locking one shared `File`
     /// would not exclude each other.
     pub fn lock(&self, path: &Path, mode: LockMode) -> Result<FileLock> {
-        while let Some(file) = self.1.take(path) {
+        loop {
+            let (file, kept) = match self.1.take(path) {
+                Some(file) => (file, true),
+                None => (
+                    self.0
+                        .open_lock_file(path, true)
+                        .map_err(|e| Error::io("open lock file", path, e))?,
+                    false,
+                ),
+            };
             // On failure the file is closed, which releases any lock.
             self.0
                 .lock(&file, path, mode)
@@ -471,26 +480,12 @@ impl Fs {
                     keep: Some((self.clone(), path.to_owned())),
                 });
             }
-            // Removed since it was opened: locking it excludes no one who
-            // opens the path now. Closed, like any other kept for it.
-            self.1.forget(path);
-        }
-        loop {
-            let file = self
-                .0
-                .open_lock_file(path, true)
-                .map_err(|e| Error::io("open lock file", path, e))?;
-            self.0
-                .lock(&file, path, mode)
-                .map_err(|e| Error::io("lock", path, e))?;
-            // The same check as for a kept file: removed or replaced by hand
-            // between the open and the lock, it would exclude no one who
-            // opens the path now. Open the path again.
-            if self.stat_file(&file, path)?.linked {
-                return Ok(FileLock {
-                    file: Some(file),
-                    keep: Some((self.clone(), path.to_owned())),
-                });
+            // Removed or moved away by hand since it was opened (kept, or
+            // just now between the open and the lock): locking it excludes
+            // no one who opens the path now. Closed, like any other kept
+            // for it, and the path opened again.
+            if kept {
+                self.1.forget(path);
             }
         }
     }
