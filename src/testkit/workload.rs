@@ -491,6 +491,31 @@ pub fn run_on(
     sink.into_records()
 }
 
+/// Runs `threads` threads on handles of their own from `location`, each
+/// incrementing counter `c` (created here at 0) `times` times, and returns
+/// how many increments the final count lacks: 0 on a correct backend.
+///
+/// # Panics
+/// When a store call fails.
+pub fn increments_lost(location: &dyn super::TestLocation, threads: usize, times: usize) -> u64 {
+    let store = location.open();
+    store
+        .create(COUNTERS, "c", serde_json::json!({"count": 0}))
+        .expect("create the counter");
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let store = location.open();
+            s.spawn(move || increment(&store, "c", times).expect("increment"));
+        }
+    });
+    let count = store
+        .get(COUNTERS, "c")
+        .expect("read the counter")
+        .and_then(|doc| doc.body.get("count").and_then(Value::as_u64))
+        .expect("a counter");
+    (threads * times) as u64 - count
+}
+
 /// Adds 1 to the `count` field of counter `name` (in [`COUNTERS`]) `times`
 /// times, each by read → compare-and-swap, retrying the pair on a conflict.
 /// Returns how many conflicts it met.

@@ -13,11 +13,8 @@
 //! enough — five clean runs in a row would mean the checker is blind.
 
 use revstore::testkit::checker::ViolationKind;
-use revstore::testkit::workload::{
-    generate, increment, run_on, BrokenTestBackend, Handles, COUNTERS,
-};
+use revstore::testkit::workload::{generate, increments_lost, run_on, BrokenTestBackend, Handles};
 use revstore::testkit::TestBackend;
-use serde_json::json;
 
 const ATTEMPTS: u64 = 5;
 
@@ -57,21 +54,7 @@ fn counter_sums_catch_a_backend_that_ignores_the_expected_revision() {
     let threads = 8;
     let times = 20;
     let lost: Vec<u64> = (0..ATTEMPTS)
-        .map(|_| {
-            let location = BrokenTestBackend.fresh();
-            let store = location.open();
-            store.create(COUNTERS, "c", json!({"count": 0})).unwrap();
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    let store = location.open();
-                    s.spawn(move || increment(&store, "c", times).unwrap());
-                }
-            });
-            let count = store.get(COUNTERS, "c").unwrap().unwrap().body["count"]
-                .as_u64()
-                .unwrap();
-            (threads * times) as u64 - count
-        })
+        .map(|_| increments_lost(BrokenTestBackend.fresh().as_ref(), threads, times))
         .collect();
     assert!(
         lost.iter().any(|&n| n > 0),

@@ -9,11 +9,10 @@
 //! uses a fresh namespace; one caught attempt in five is enough.
 
 use revstore::testkit::checker::check;
-use revstore::testkit::workload::{generate, increment, run_on, Handles, COUNTERS};
+use revstore::testkit::workload::{generate, increments_lost, run_on, Handles};
 use revstore::testkit::TestLocation;
 use revstore::{Durability, Store};
 use revstore_postgres::testkit::{open_broken, server_url, PostgresLocation};
-use serde_json::json;
 
 const ATTEMPTS: usize = 5;
 
@@ -39,18 +38,7 @@ fn the_increment_race_catches_a_backend_that_ignores_the_expected_revision() {
     let lost: Vec<u64> = (0..ATTEMPTS)
         .map(|_| {
             let location = BrokenLocation(PostgresLocation::new(&url, Durability::Relaxed, 1000));
-            let store = location.open();
-            store.create(COUNTERS, "c", json!({"count": 0})).unwrap();
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    let store = location.open();
-                    s.spawn(move || increment(&store, "c", times).unwrap());
-                }
-            });
-            let count = store.get(COUNTERS, "c").unwrap().unwrap().body["count"]
-                .as_u64()
-                .unwrap();
-            (threads * times) as u64 - count
+            increments_lost(&location, threads, times)
         })
         .collect();
     eprintln!("increments lost per attempt: {lost:?}");
