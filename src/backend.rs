@@ -17,12 +17,19 @@ pub use crate::precondition::Current;
 
 /// A key's stored record: its last revision and its body, or `None` for a
 /// tombstone left by a delete.
+///
+/// The body is shared, so cloning a record is cheap: a backend hands out
+/// the body its read cache holds, and caches the body it was given to
+/// commit, without copying either. A shared body is never changed in
+/// place; a holder that wants to change it calls [`Arc::make_mut`], which
+/// copies it first whenever anyone else (the store, a cache, another
+/// reader) still holds it, so what they see never changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// Revision of the last committed write (1 on create, +1 on every write).
     pub revision: u64,
     /// The body, or `None` when the last write was a delete.
-    pub body: Option<Body>,
+    pub body: Option<Arc<Body>>,
 }
 
 impl Record {
@@ -76,8 +83,10 @@ pub struct Commit<'a> {
     /// The last revision (live or tombstone) the key must still have for the
     /// write to happen; 0 when the key must never have been written.
     pub expected: u64,
-    /// The new body, or `None` to leave a tombstone (a delete).
-    pub body: Option<&'a Body>,
+    /// The new body, or `None` to leave a tombstone (a delete). Shared: a
+    /// backend that keeps what it wrote (a read cache) keeps a clone of
+    /// the `Arc`, never a copy of the body.
+    pub body: Option<&'a Arc<Body>>,
     /// An optional second key that must be unchanged.
     pub guard: Option<Guard<'a>>,
     /// What the write does, for the change feed: the engine knows it from
@@ -143,18 +152,10 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
     /// A short name for messages: `"memory"`, `"yaml"`, `"sqlite"`.
     fn kind(&self) -> &'static str;
 
-    /// Reads a key's record; `None` when it was never written.
+    /// Reads a key's record; `None` when it was never written. The body may
+    /// be shared with a cache of the backend's, so that a warm read copies
+    /// nothing.
     fn read(&self, key: &Key) -> Result<Option<Record>>;
-
-    /// As [`read`](Self::read), but the record may be shared with a cache
-    /// of the backend's, so that a warm read copies nothing. The default
-    /// wraps [`read`](Self::read).
-    ///
-    /// # Errors
-    /// As [`read`](Self::read).
-    fn read_shared(&self, key: &Key) -> Result<Option<Arc<Record>>> {
-        Ok(self.read(key)?.map(Arc::new))
-    }
 
     /// Commits one conditional write; see the trait's contract.
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome>;

@@ -1,6 +1,7 @@
 //! Bodies, documents and the limits every stored value obeys.
 
 use std::io;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -11,12 +12,38 @@ use crate::key::Key;
 pub type Body = serde_json::Map<String, Value>;
 
 /// A live document as read or written: its body and revision.
+///
+/// The body is shared copy-on-write with the store: a read hands out the
+/// body a backend's read cache holds (and a write the body it committed)
+/// without copying it, so cloning a document is cheap too. Read it through
+/// `Deref` (`doc.body["name"]`, `doc.body.get("name")`). A shared body is
+/// immutable: [`Arc::make_mut`]`(&mut doc.body)` copies it before the
+/// first change whenever the store or another reader still holds it, so
+/// changing your document never alters what the store or other readers
+/// see; [`Arc::unwrap_or_clone`] takes a body of your own.
+///
+/// ```
+/// use std::sync::Arc;
+/// use revstore::{MemoryBackend, Store};
+/// use serde_json::json;
+///
+/// # fn main() -> revstore::Result<()> {
+/// let store = Store::open(MemoryBackend::new());
+/// store.create("c", "d", json!({"n": 1}))?;
+/// let mut doc = store.get("c", "d")?.expect("just created");
+/// assert_eq!(doc.body["n"], 1);
+/// Arc::make_mut(&mut doc.body).insert("n".into(), json!(2));
+/// assert_eq!(doc.body["n"], 2);
+/// // The store's body is untouched.
+/// assert_eq!(store.get("c", "d")?.expect("still there").body["n"], 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     /// Revision of the write that produced this body.
     pub revision: u64,
-    /// The body.
-    pub body: Body,
+    /// The body, shared; see the type's documentation.
+    pub body: Arc<Body>,
 }
 
 /// A typed document from [`Store::get_as`](crate::Store::get_as).

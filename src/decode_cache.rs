@@ -11,7 +11,7 @@
 //! check), which dominates a read of a small document.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::backend::Record;
 use crate::key::Key;
@@ -27,7 +27,8 @@ const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 struct Entry {
     raw: Box<[u8]>,
-    record: Arc<Record>,
+    /// Its body is shared with every record handed out for it.
+    record: Record,
     /// Tick of the last hit or insert, for eviction of the coldest half.
     used: u64,
 }
@@ -72,14 +73,9 @@ impl DecodeCache {
     }
 
     /// The record decoded from `raw` for `key`, if these exact bytes were
-    /// decoded before and are still cached.
+    /// decoded before and are still cached. Its body is the cached one,
+    /// shared, not a copy.
     pub fn lookup(&self, key: &Key, raw: &[u8]) -> Option<Record> {
-        self.lookup_shared(key, raw).map(|record| (*record).clone())
-    }
-
-    /// As [`lookup`](DecodeCache::lookup), sharing the cached record
-    /// instead of copying it.
-    pub fn lookup_shared(&self, key: &Key, raw: &[u8]) -> Option<Arc<Record>> {
         let mut inner = self.inner.lock().ok()?;
         inner.tick += 1;
         let tick = inner.tick;
@@ -88,17 +84,12 @@ impl DecodeCache {
             return None;
         }
         entry.used = tick;
-        Some(Arc::clone(&entry.record))
+        Some(entry.record.clone())
     }
 
     /// Remembers that `raw` decodes to `record` for `key`, replacing what was
-    /// cached for the key.
-    pub fn insert(&self, key: &Key, raw: &[u8], record: &Record) {
-        self.insert_shared(key, raw, Arc::new(record.clone()));
-    }
-
-    /// As [`insert`](DecodeCache::insert), keeping the shared record itself.
-    pub fn insert_shared(&self, key: &Key, raw: &[u8], record: Arc<Record>) {
+    /// cached for the key. The record's body is kept shared, not copied.
+    pub fn insert(&self, key: &Key, raw: &[u8], record: Record) {
         let cost = entry_cost(raw);
         if self.max_bytes == 0 || raw.len() > MAX_ENTRY_BYTES || cost > self.max_bytes / 2 {
             self.forget(key);
@@ -172,7 +163,7 @@ mod tests {
         body.insert("n".into(), n.into());
         Record {
             revision,
-            body: Some(body),
+            body: Some(std::sync::Arc::new(body)),
         }
     }
 
@@ -183,7 +174,7 @@ mod tests {
     #[test]
     fn a_hit_needs_the_identical_bytes() {
         let cache = DecodeCache::default();
-        cache.insert(&key("a"), b"revision: 1\nn: 1\n", &record(1, 1));
+        cache.insert(&key("a"), b"revision: 1\nn: 1\n", record(1, 1));
         assert_eq!(
             cache.lookup(&key("a"), b"revision: 1\nn: 1\n"),
             Some(record(1, 1))
@@ -198,21 +189,23 @@ mod tests {
     }
 
     #[test]
-    fn shared_lookups_share_and_copies_do_not() {
+    fn lookups_share_the_cached_body() {
         let cache = DecodeCache::default();
-        cache.insert_shared(&key("a"), b"one", std::sync::Arc::new(record(1, 1)));
-        let first = cache.lookup_shared(&key("a"), b"one").unwrap();
-        let second = cache.lookup_shared(&key("a"), b"one").unwrap();
-        assert!(std::sync::Arc::ptr_eq(&first, &second));
-        assert_eq!(cache.lookup(&key("a"), b"one"), Some(record(1, 1)));
-        assert!(cache.lookup_shared(&key("a"), b"two").is_none());
+        let inserted = record(1, 1);
+        cache.insert(&key("a"), b"one", inserted.clone());
+        let first = cache.lookup(&key("a"), b"one").unwrap();
+        let second = cache.lookup(&key("a"), b"one").unwrap();
+        let body = |r: &Record| r.body.clone().unwrap();
+        assert!(std::sync::Arc::ptr_eq(&body(&first), &body(&second)));
+        assert!(std::sync::Arc::ptr_eq(&body(&first), &body(&inserted)));
+        assert!(cache.lookup(&key("a"), b"two").is_none());
     }
 
     #[test]
     fn insert_replaces_and_forget_drops() {
         let cache = DecodeCache::default();
-        cache.insert(&key("a"), b"one", &record(1, 1));
-        cache.insert(&key("a"), b"two", &record(2, 2));
+        cache.insert(&key("a"), b"one", record(1, 1));
+        cache.insert(&key("a"), b"two", record(2, 2));
         assert_eq!(cache.lookup(&key("a"), b"one"), None);
         assert_eq!(cache.lookup(&key("a"), b"two"), Some(record(2, 2)));
         cache.forget(&key("a"));
@@ -224,9 +217,9 @@ mod tests {
     fn memory_stays_bounded_and_keeps_the_recently_used() {
         let cache = DecodeCache::new(64 * 1024);
         let raw = vec![b'x'; 1000];
-        cache.insert(&key("hot"), &raw, &record(1, 0));
+        cache.insert(&key("hot"), &raw, record(1, 0));
         for i in 0..1000 {
-            cache.insert(&key(&format!("k{i}")), &raw, &record(1, i));
+            cache.insert(&key(&format!("k{i}")), &raw, record(1, i));
             assert!(cache.lookup(&key("hot"), &raw).is_some(), "evicted at {i}");
         }
         let inner = cache.inner.lock().unwrap();
@@ -237,10 +230,10 @@ mod tests {
     #[test]
     fn oversized_or_disabled_entries_are_not_kept() {
         let cache = DecodeCache::new(0);
-        cache.insert(&key("a"), b"x", &record(1, 1));
+        cache.insert(&key("a"), b"x", record(1, 1));
         assert_eq!(cache.lookup(&key("a"), b"x"), None);
         let cache = DecodeCache::new(1024);
-        cache.insert(&key("a"), &[0u8; 600], &record(1, 1));
+        cache.insert(&key("a"), &[0u8; 600], record(1, 1));
         assert_eq!(cache.lookup(&key("a"), &[0u8; 600]), None);
     }
 }

@@ -90,7 +90,7 @@ pub use migrate::{MigratedDocument, MigrationMode, MigrationReport};
 pub use patch::{Patch, PreparedPatch};
 pub use precondition::{Current, Precondition};
 pub use retry::RetryPolicy;
-pub use store::{SharedDocument, Store, StoreOptions, SCHEMA_COLLECTION};
+pub use store::{Store, StoreOptions, SCHEMA_COLLECTION};
 pub use watch::Watch;
 
 /// The README's examples, compiled and run as documentation tests.

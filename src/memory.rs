@@ -71,6 +71,7 @@ impl StorageBackend for MemoryBackend {
     }
 
     fn read(&self, key: &Key) -> Result<Option<Record>> {
+        // Bodies are shared: a read clones the record's `Arc`, not its body.
         Ok(self.state().records.get(key).cloned())
     }
 

@@ -117,7 +117,7 @@ impl Store {
                     undeclared,
                 }));
             }
-            let mut body = doc.body;
+            let mut body = std::sync::Arc::unwrap_or_clone(doc.body);
             for attribute in &undeclared {
                 body.shift_remove(attribute);
             }

@@ -103,39 +103,6 @@ pub(crate) struct LoadedSchema {
     pub(crate) compiled: Option<Arc<CompiledSchema>>,
 }
 
-/// A live document shared with a backend's read cache, from
-/// [`Store::get_shared`]: cheap to clone, read-only.
-#[derive(Debug, Clone)]
-pub struct SharedDocument {
-    /// Always holds a body (tombstones are never made into one).
-    record: Arc<Record>,
-}
-
-impl SharedDocument {
-    /// Revision of the write that produced this body.
-    pub fn revision(&self) -> u64 {
-        self.record.revision
-    }
-
-    /// The body.
-    pub fn body(&self) -> &Body {
-        static EMPTY: std::sync::OnceLock<Body> = std::sync::OnceLock::new();
-        match &self.record.body {
-            Some(body) => body,
-            // Not reachable: `get_shared` filters tombstones out.
-            None => EMPTY.get_or_init(Body::new),
-        }
-    }
-
-    /// A copy of its own.
-    pub fn to_document(&self) -> Document {
-        Document {
-            revision: self.revision(),
-            body: self.body().clone(),
-        }
-    }
-}
-
 impl Store {
     /// Opens a store on a backend with default options.
     pub fn open(backend: impl StorageBackend + 'static) -> Store {
@@ -180,23 +147,6 @@ impl Store {
         }))
     }
 
-    /// Reads a live document without copying it: the body is shared with
-    /// the backend's read cache where it has one (YAML and SQLite keep one
-    /// per handle), so a warm read of an unchanged document neither parses
-    /// nor copies it. Use it where the body is only looked at;
-    /// [`get`](Store::get) returns a body of your own.
-    ///
-    /// # Errors
-    /// As [`get`](Store::get).
-    pub fn get_shared(&self, collection: &str, name: &str) -> Result<Option<SharedDocument>> {
-        let key = Key::new(collection, name)?;
-        Ok(self
-            .backend
-            .read_shared(&key)?
-            .filter(|record| record.body.is_some())
-            .map(|record| SharedDocument { record }))
-    }
-
     /// Reads a key's record including a tombstone: `None` when never
     /// written, `body: None` when deleted. For tools that need the revision
     /// of a delete.
@@ -222,7 +172,9 @@ impl Store {
         let Some(doc) = self.get_key(&key)? else {
             return Ok(None);
         };
-        let value = serde_json::from_value(Value::Object(doc.body))
+        // Owned, so deserializing moves the strings rather than copying
+        // them; a body still shared with the backend's cache is copied.
+        let value = serde_json::from_value(Value::Object(Arc::unwrap_or_clone(doc.body)))
             .map_err(|source| Error::Deserialize { key, source })?;
         Ok(Some(Versioned {
             revision: doc.revision,
@@ -264,8 +216,8 @@ impl Store {
         precondition: Precondition,
     ) -> Result<Document> {
         let key = Key::new(collection, name)?;
-        let body = self.options.limits.check_value(&key, body)?;
-        self.write(&key, precondition, |_key, _current| Ok(Some(body.clone())))
+        let body = Arc::new(self.options.limits.check_value(&key, body)?);
+        self.write(&key, precondition, |_key, _current| Ok(Some(Arc::clone(&body))))
             .map(|(revision, body)| Document {
                 revision,
                 body: body.unwrap_or_default(),
@@ -296,12 +248,12 @@ impl Store {
         let prepared = patch.prepare(&key, &limits)?;
         let empty = Body::new();
         self.write(&key, precondition, |key, current| {
-            let base = match current.and_then(|r| r.body.as_ref()) {
+            let base = match current.and_then(|r| r.body.as_deref()) {
                 Some(body) => body,
                 None if precondition == Precondition::Absent => &empty,
                 None => return Err(Error::NotFound { key: key.clone() }),
             };
-            prepared.apply(key, base, &limits).map(Some)
+            prepared.apply(key, base, &limits).map(|body| Some(Arc::new(body)))
         })
         .map(|(revision, body)| Document {
             revision,
@@ -328,7 +280,9 @@ impl Store {
             let Some(mut body) = current.and_then(|r| r.body.clone()) else {
                 return Err(Error::NotFound { key: key.clone() });
             };
-            change(&mut body).map_err(|source| Error::Aborted {
+            // The record read still holds the body, so this copies it, once
+            // per attempt: the closure changes a body of its own.
+            change(Arc::make_mut(&mut body)).map_err(|source| Error::Aborted {
                 key: key.clone(),
                 source,
             })?;
@@ -389,12 +343,12 @@ impl Store {
     ) -> Result<Document> {
         validate_collection(collection)?;
         let key = Key::new_reserved(SCHEMA_COLLECTION, collection)?;
-        let body = self.options.limits.check_value(&key, schema)?;
+        let body = Arc::new(self.options.limits.check_value(&key, schema)?);
         crate::schema::Schema::parse(&body).map_err(|e| Error::InvalidSchema {
             key: key.clone(),
             problems: e.problems,
         })?;
-        self.write(&key, precondition, |_key, _current| Ok(Some(body.clone())))
+        self.write(&key, precondition, |_key, _current| Ok(Some(Arc::clone(&body))))
             .map(|(revision, body)| Document {
                 revision,
                 body: body.unwrap_or_default(),
@@ -523,14 +477,16 @@ impl Store {
         &self,
         key: &Key,
         schema: &LoadedSchema,
-        new: &mut Body,
+        new: &mut Arc<Body>,
         old: Option<&Body>,
     ) -> Result<()> {
         let Some(compiled) = &schema.compiled else {
             return Ok(());
         };
-        if old.is_none() {
-            compiled.apply_defaults(new);
+        if old.is_none() && compiled.lacks_defaults(new) {
+            // Copies a body the caller still holds (a replace keeps its
+            // value for the next attempt), so a retry starts from it again.
+            compiled.apply_defaults(Arc::make_mut(new));
             self.options.limits.check_body(key, new)?;
         }
         compiled
@@ -550,9 +506,9 @@ impl Store {
         key: &Key,
         precondition: Precondition,
         mut step: F,
-    ) -> Result<(u64, Option<Body>)>
+    ) -> Result<(u64, Option<Arc<Body>>)>
     where
-        F: FnMut(&Key, Option<&Record>) -> Result<Option<Body>>,
+        F: FnMut(&Key, Option<&Record>) -> Result<Option<Arc<Body>>>,
     {
         let retry = self.options.retry;
         let schema_key = schema_key_for(key)?;
@@ -575,10 +531,10 @@ impl Store {
                 }
                 None => (None, true),
             };
-            // Shared: a replace or a delete never copies the old body, a
-            // patch copies it once, to change it.
-            let record = self.backend.read_shared(key)?;
-            let record = record.as_deref();
+            // Bodies are shared: a replace or a delete never copies the old
+            // body, a patch or an update copies it once, to change it.
+            let record = self.backend.read(key)?;
+            let record = record.as_ref();
             let current = current_of(record);
             if !precondition.holds(current) {
                 return Err(Error::Conflict {
@@ -598,7 +554,7 @@ impl Store {
             }
             let mut body = step(key, record)?;
             if let (Some(new), Some(loaded)) = (body.as_mut(), schema.as_ref()) {
-                let old = record.and_then(|r| r.body.as_ref());
+                let old = record.and_then(|r| r.body.as_deref());
                 if let Err(refused) = self.check_schema(key, loaded, new, old) {
                     if schema_is_fresh {
                         return Err(refused);

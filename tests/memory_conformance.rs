@@ -144,7 +144,7 @@ fn a_revision_at_its_maximum_is_refused_not_wrapped() {
 
     /// Holds one record at the largest revision; commits must not arrive.
     #[derive(Debug)]
-    struct AtMaximum(revstore::Body);
+    struct AtMaximum(std::sync::Arc<revstore::Body>);
 
     impl StorageBackend for AtMaximum {
         fn kind(&self) -> &'static str {
@@ -170,7 +170,7 @@ fn a_revision_at_its_maximum_is_refused_not_wrapped() {
         }
     }
 
-    let body = json!({"v": 1}).as_object().cloned().unwrap();
+    let body = json!({"v": 1}).as_object().cloned().unwrap().into();
     let store = Store::open(AtMaximum(body));
     let results = [
         store
@@ -217,12 +217,14 @@ fn a_schema_change_between_validation_and_commit_is_not_missed() {
             if commit.guard.is_some() && self.armed.swap(false, Ordering::SeqCst) {
                 // Another process narrows the enum right now.
                 let schema_key = Key::new_reserved("_schema", "m").unwrap();
-                let narrowed =
-                    json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a"]}]});
+                let narrowed = json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a"]}]})
+                    .as_object()
+                    .cloned()
+                    .map(std::sync::Arc::new);
                 let outcome = self.inner.commit(&Commit {
                     key: &schema_key,
                     expected: 1,
-                    body: narrowed.as_object(),
+                    body: narrowed.as_ref(),
                     guard: None,
                     kind: ChangeKind::Updated,
                 })?;

@@ -171,6 +171,15 @@ impl CompiledSchema {
         }
     }
 
+    /// Whether [`apply_defaults`](Self::apply_defaults) would add anything
+    /// to `body`: a shared body is copied only when it would.
+    pub fn lacks_defaults(&self, body: &Body) -> bool {
+        self.schema
+            .attributes
+            .iter()
+            .any(|a| a.default.is_some() && !body.contains_key(&a.name))
+    }
+
     /// The names of the body's attributes that the schema does not declare,
     /// in body order, whatever the [`UndeclaredPolicy`] (for migrations:
     /// which documents would a stricter schema refuse?).

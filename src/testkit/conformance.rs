@@ -33,7 +33,7 @@ macro_rules! conformance_tests {
             conformance::hostile_values_are_refused_without_overflow,
             conformance::backend_commit_is_conditional,
             conformance::typed_get,
-            conformance::shared_reads_match_owned_reads,
+            conformance::shared_bodies_are_copy_on_write,
             conformance::feed_reports_every_commit_in_order,
             conformance::feed_sees_other_handles_and_skips_failed_writes,
             conformance::feed_compaction_is_reported,
@@ -69,9 +69,9 @@ fn fresh(backend: &dyn TestBackend) -> (Box<dyn TestLocation>, Store) {
     (location, store)
 }
 
-fn body(v: Value) -> crate::Body {
+fn body(v: Value) -> std::sync::Arc<crate::Body> {
     match v {
-        Value::Object(m) => m,
+        Value::Object(m) => std::sync::Arc::new(m),
         other => panic!("test body must be a mapping: {other}"),
     }
 }
@@ -473,7 +473,7 @@ pub fn values_round_trip(backend: &dyn TestBackend) {
     assert_eq!(written.body, body(value.clone()));
     for reader in [s, location.open()] {
         let doc = reader.get("types", "all").unwrap().expect("written");
-        assert_eq!(Value::Object(doc.body.clone()), value);
+        assert_eq!(Value::Object((*doc.body).clone()), value);
         let keys: Vec<&String> = doc.body.keys().collect();
         let expected: Vec<&String> = value.as_object().unwrap().keys().collect();
         assert_eq!(keys, expected, "key order");
@@ -716,7 +716,7 @@ pub fn backend_commit_is_conditional(backend: &dyn TestBackend) {
     let b = s.backend();
     let key = Key::new("c", "k").unwrap();
     let v = |n: i64| body(json!({ "v": n }));
-    let commit = |expected: u64, body: Option<&crate::Body>, guard: Option<Guard<'_>>| {
+    let commit = |expected: u64, body: Option<&std::sync::Arc<crate::Body>>, guard: Option<Guard<'_>>| {
         let kind = match (body, expected) {
             (None, _) => ChangeKind::Deleted,
             (Some(_), 0) => ChangeKind::Created,
@@ -791,47 +791,81 @@ pub fn backend_commit_is_conditional(backend: &dyn TestBackend) {
     assert_eq!(b.read(&key).unwrap().and_then(|r| r.body), Some(v(5)));
 }
 
-/// `get_shared` answers exactly as `get` does — missing, live, deleted,
-/// re-created, and after another handle's write — however warm the
-/// backend's read cache is.
-pub fn shared_reads_match_owned_reads(backend: &dyn TestBackend) {
+/// Bodies are shared copy-on-write: a warm read (from the backend's read
+/// cache) answers exactly as a cold one — missing, live, deleted,
+/// re-created, and after another handle's write — and changing a body a
+/// read or a write returned, with `Arc::make_mut`, never changes what the
+/// store returns next, to this handle or any other.
+pub fn shared_bodies_are_copy_on_write(backend: &dyn TestBackend) {
+    use std::sync::Arc;
     let location = backend.fresh();
     let (reader, writer) = (location.open(), location.open());
+    let vandalize = |doc: &mut crate::Document| {
+        let body = Arc::make_mut(&mut doc.body);
+        body.insert("vandalized".into(), json!(true));
+        body.remove("a");
+    };
     let same = |what: &str| {
-        for _ in 0..2 {
-            let owned = reader.get("c", "d").unwrap();
-            let shared = reader.get_shared("c", "d").unwrap();
-            assert_eq!(
-                shared.as_ref().map(crate::SharedDocument::to_document),
-                owned,
-                "{what}"
-            );
+        // A handle that never read the key: its read decodes.
+        let cold = location.open().get("c", "d").unwrap();
+        // Enough reads for every backend to answer from its cache.
+        for attempt in 0..3 {
+            let mut warm = reader.get("c", "d").unwrap();
+            assert_eq!(warm, cold, "{what}, read {attempt}");
+            if let Some(doc) = warm.as_mut() {
+                vandalize(doc);
+                assert_eq!(doc.body["vandalized"], true);
+            }
+            let mut record = reader.get_record("c", "d").unwrap();
+            if let Some(body) = record.as_mut().and_then(|r| r.body.as_mut()) {
+                Arc::make_mut(body).insert("vandalized".into(), json!(true));
+            }
         }
+        assert_eq!(reader.get("c", "d").unwrap(), cold, "{what}, after changes");
+        assert_eq!(writer.get("c", "d").unwrap(), cold, "{what}, other handle");
     };
     same("never written");
-    writer
+    let mut created = writer
         .create("c", "d", json!({"a": 1, "z": [1, 2]}))
         .unwrap();
+    // The body a write returns is the one it committed: changing it must
+    // not change the writer's own (cached) copy.
+    vandalize(&mut created);
     same("created by another handle");
     writer
         .patch("c", "d", &Patch::Merge(json!({"a": 2})), Precondition::Any)
         .unwrap();
     same("patched by another handle");
-    reader
+    let mut patched = reader
         .patch("c", "d", &Patch::Merge(json!({"b": 3})), Precondition::Any)
         .unwrap();
+    vandalize(&mut patched);
     same("patched by this handle");
-    let doc = reader.get_shared("c", "d").unwrap().unwrap();
-    assert_eq!(doc.revision(), 3);
-    assert_eq!(doc.body()["b"], 3);
+    for _ in 0..2 {
+        let mut replaced = reader
+            .replace("c", "d", json!({"a": 4, "b": 3}), Precondition::Any)
+            .unwrap();
+        vandalize(&mut replaced);
+        same("replaced by this handle");
+    }
+    let kept = reader.get("c", "d").unwrap().unwrap();
+    assert_eq!((kept.revision, kept.body["a"].clone()), (5, json!(4)));
+    // Another handle's commit shows in this handle's next read, however
+    // warm its cache.
+    writer
+        .patch("c", "d", &Patch::Merge(json!({"a": 5})), Precondition::Any)
+        .unwrap();
+    let moved = reader.get("c", "d").unwrap().unwrap();
+    assert_eq!((moved.revision, moved.body["a"].clone()), (6, json!(5)));
+    same("patched by another handle again");
     writer.delete("c", "d", Precondition::Any).unwrap();
     same("deleted");
-    assert!(reader.get_shared("c", "d").unwrap().is_none());
+    assert!(reader.get("c", "d").unwrap().is_none());
     writer.create("c", "d", json!({"again": true})).unwrap();
     same("re-created");
-    // A copy taken before a write keeps what it read.
-    assert_eq!(doc.revision(), 3);
-    assert_eq!(doc.body()["a"], 2);
+    // A document read before those writes keeps what it read.
+    assert_eq!(kept.revision, 5);
+    assert_eq!(*kept.body, *body(json!({"a": 4, "b": 3})));
 }
 
 /// `get_as` reads typed models and reports a mismatch naming the key.
@@ -1189,7 +1223,7 @@ pub fn schema_validates_every_write(backend: &dyn TestBackend) {
     assert_eq!(s.get_schema("assets").unwrap().unwrap(), set);
     let doc = s.create("assets", "a", json!({"owner": "ann"})).unwrap();
     assert_eq!(
-        Value::Object(doc.body.clone()),
+        Value::Object((*doc.body).clone()),
         json!({"owner": "ann", "size": 1, "status": "draft"}),
         "defaults filled"
     );
@@ -1400,7 +1434,7 @@ pub fn schema_ratchets_old_documents(backend: &dyn TestBackend) {
         )
         .unwrap();
     assert_eq!(
-        Value::Object(doc.body),
+        Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
         json!({"status": "active", "legacy": 1, "n": 5})
     );
     // Writing a now-invalid value anew is refused.
@@ -1544,7 +1578,7 @@ pub fn migration_reports_and_strips_resumably(backend: &dyn TestBackend) {
     }
     assert_eq!(calls, 3);
     assert_eq!(
-        Value::Object(s.get("m", "a").unwrap().unwrap().body),
+        Value::Object(std::sync::Arc::unwrap_or_clone(s.get("m", "a").unwrap().unwrap().body)),
         json!({"keep": 1})
     );
     assert_eq!(
@@ -1553,7 +1587,7 @@ pub fn migration_reports_and_strips_resumably(backend: &dyn TestBackend) {
         "conforming documents untouched"
     );
     let c = s.get("m", "c").unwrap().unwrap();
-    assert_eq!((c.revision, Value::Object(c.body)), (2, json!({"keep": 3})));
+    assert_eq!((c.revision, Value::Object(std::sync::Arc::unwrap_or_clone(c.body))), (2, json!({"keep": 3})));
     assert!(s
         .migrate("m", MigrationMode::Report, None, 100)
         .unwrap()

@@ -613,16 +613,17 @@ fn parent_write(
         Some(Record {
             revision,
             body: Some(body),
-        }) => (body.clone(), Precondition::Revision(*revision)),
-        _ => (Body::new(), Precondition::Absent),
+        }) => (&**body, Precondition::Revision(*revision)),
+        _ => (&Body::new(), Precondition::Absent),
     };
     let expected = Record {
         revision: known.map_or(0, |r| r.revision) + 1,
         body: Some(
             patch
                 .prepare(&key, &store.options().limits)
-                .and_then(|p| p.apply(&key, &base, &store.options().limits))
-                .map_err(|e| e.to_string())?,
+                .and_then(|p| p.apply(&key, base, &store.options().limits))
+                .map_err(|e| e.to_string())?
+                .into(),
         ),
     };
     let doc = store

@@ -225,7 +225,7 @@ pub fn slow_cache_refresh_keeps_concurrent_edit(backend: &dyn TestBackend) {
     let doc = location.open().get("models", "orders").unwrap().unwrap();
     assert_eq!(doc.revision, 3);
     assert_eq!(
-        Value::Object(doc.body),
+        Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
         json!({
             "description": "All orders",
             "joins": ["customers", "items"],

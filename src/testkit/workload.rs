@@ -313,7 +313,8 @@ pub fn execute(store: &Store, collection: &str, name: &str, op: &Op) -> Outcome 
     let written = |result: Result<crate::Document>| match result {
         Ok(doc) => Outcome::Ok {
             revision: doc.revision,
-            body: Some(doc.body),
+            // A history keeps bodies of its own (it is serialized).
+            body: Some(std::sync::Arc::unwrap_or_clone(doc.body)),
         },
         Err(e) => Outcome::of_write_error(&e),
     };
@@ -321,7 +322,7 @@ pub fn execute(store: &Store, collection: &str, name: &str, op: &Op) -> Outcome 
         Op::Read => match store.get_record(collection, name) {
             Ok(Some(record)) if record.body.is_some() => Outcome::Ok {
                 revision: record.revision,
-                body: record.body,
+                body: record.body.map(std::sync::Arc::unwrap_or_clone),
             },
             Ok(record) => Outcome::NotFound {
                 revision: Some(record.map_or(0, |r| r.revision)),

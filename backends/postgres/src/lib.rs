@@ -770,7 +770,7 @@ impl revstore::StorageBackend for PostgresBackend {
         let key = commit.key;
         let body = commit
             .body
-            .map(serde_json::to_string)
+            .map(|body| serde_json::to_string(&**body))
             .transpose()
             .map_err(|e| Error::InvalidBody {
                 key: key.clone(),

@@ -62,7 +62,7 @@ pub(crate) fn record(row: &Row, namespace: &str, key: &Key) -> Result<Record, Er
     let at = || location(namespace, key);
     Ok(Record {
         revision: revision(row, 0, at)?,
-        body: body(row, 1, at)?,
+        body: body(row, 1, at)?.map(std::sync::Arc::new),
     })
 }
 

@@ -283,10 +283,6 @@ impl revstore::StorageBackend for SqliteBackend {
     }
 
     fn read(&self, key: &Key) -> Result<Option<Record>> {
-        Ok(self.read_shared(key)?.map(Arc::unwrap_or_clone))
-    }
-
-    fn read_shared(&self, key: &Key) -> Result<Option<Arc<Record>>> {
         let path = self.path();
         retry_busy(
             self.lock_timeout,
@@ -308,7 +304,7 @@ impl revstore::StorageBackend for SqliteBackend {
         let key = commit.key;
         let body: Option<Arc<str>> = commit
             .body
-            .map(serde_json::to_string)
+            .map(|body| serde_json::to_string(&**body))
             .transpose()
             .map_err(|e| Error::InvalidBody {
                 key: key.clone(),

@@ -62,11 +62,11 @@ pub(crate) fn body(
 }
 
 /// The bodies a handle decoded or wrote, so that reading an unchanged row
-/// again neither parses nor copies its body.
+/// again neither parses nor copies its body (it is shared).
 ///
-/// Caching costs a copy of the body (when it is written) or memory that a
-/// body read once and never again does not repay, so only bodies likely to
-/// be read again unchanged are cached:
+/// Caching costs a copy of the stored text and keeps the body alive, memory
+/// that a body read once and never again does not repay, so only bodies
+/// likely to be read again unchanged are cached:
 /// - a body read a second time at the same revision (most first reads are
 ///   not repeated: the engine reads a key before each write, which then
 ///   changes it, and a store read at random keys rarely reads one twice);
@@ -100,36 +100,36 @@ impl Decoded {
         row: &rusqlite::Row<'_>,
         path: &Path,
         key: &Key,
-    ) -> Result<Arc<Record>, Failure> {
+    ) -> Result<Record, Failure> {
         let at = || location(path, key);
         let revision = revision(row.get_ref(0)?, at)?;
         let stored = row.get_ref(1)?;
         let ValueRef::Text(text) = stored else {
-            return Ok(Arc::new(Record {
+            return Ok(Record {
                 revision,
-                body: body(stored, at)?,
-            }));
+                body: body(stored, at)?.map(Arc::new),
+            });
         };
-        if let Some(cached) = self.cache.lookup_shared(key, text) {
+        if let Some(cached) = self.cache.lookup(key, text) {
             if cached.revision == revision {
                 return Ok(cached);
             }
             // The same text under another revision (written again
             // unchanged, or edited by hand): the body from the cache, the
             // revision from the row.
-            let record = Arc::new(Record {
+            let record = Record {
                 revision,
-                body: cached.body.clone(),
-            });
-            self.cache.insert_shared(key, text, Arc::clone(&record));
+                body: cached.body,
+            };
+            self.cache.insert(key, text, record.clone());
             return Ok(record);
         }
-        let record = Arc::new(Record {
+        let record = Record {
             revision,
-            body: body(stored, at)?,
-        });
+            body: body(stored, at)?.map(Arc::new),
+        };
         if self.read_before(key, revision) {
-            self.cache.insert_shared(key, text, Arc::clone(&record));
+            self.cache.insert(key, text, record.clone());
         }
         Ok(record)
     }
@@ -140,17 +140,17 @@ impl Decoded {
         &self,
         key: &Key,
         revision: u64,
-        body: Option<&Body>,
+        body: Option<&Arc<Body>>,
         text: Option<&str>,
     ) {
         match (body, text) {
-            (Some(body), Some(text)) if self.written_before(key) => self.cache.insert_shared(
+            (Some(body), Some(text)) if self.written_before(key) => self.cache.insert(
                 key,
                 text.as_bytes(),
-                Arc::new(Record {
+                Record {
                     revision,
-                    body: Some(body.clone()),
-                }),
+                    body: Some(Arc::clone(body)),
+                },
             ),
             _ => self.cache.forget(key),
         }
@@ -225,7 +225,7 @@ mod tests {
     use super::*;
 
     /// Decodes `(revision, body)` as a stored row would hold them.
-    fn read(decoded: &Decoded, revision: i64, body: &str) -> Arc<Record> {
+    fn read(decoded: &Decoded, revision: i64, body: &str) -> Record {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         let key = Key::new("c", "k").unwrap();
         conn.query_row("SELECT ?1, ?2", rusqlite::params![revision, body], |row| {
@@ -246,7 +246,11 @@ mod tests {
         let second = read(&decoded, 2, r#"{"a":2}"#);
         assert_eq!(decoded.cache.len(), 1);
         let third = read(&decoded, 2, r#"{"a":2}"#);
-        assert!(Arc::ptr_eq(&second, &third), "a warm read copied the body");
+        let shared = |r: &Record| r.body.clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&shared(&second), &shared(&third)),
+            "a warm read copied the body"
+        );
         // Same text, another revision: the body from the cache, the
         // revision from the row.
         let moved = read(&decoded, 3, r#"{"a":2}"#);
@@ -255,7 +259,7 @@ mod tests {
         // Other text at the same revision (a hand edit): decoded anew.
         assert_eq!(
             read(&decoded, 3, r#"{"a":3}"#).body,
-            Some(serde_json::from_str(r#"{"a":3}"#).unwrap())
+            Some(Arc::new(serde_json::from_str(r#"{"a":3}"#).unwrap()))
         );
     }
 
@@ -263,19 +267,23 @@ mod tests {
     fn a_key_written_again_is_cached_with_what_was_written() {
         let decoded = Decoded::default();
         let key = Key::new("c", "k").unwrap();
-        let body: Body = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        let body: Arc<Body> = Arc::new(serde_json::from_str(r#"{"a":1}"#).unwrap());
         decoded.committed(&key, 1, Some(&body), Some(r#"{"a":1}"#));
         assert!(decoded.cache.is_empty(), "cached on the first write");
         decoded.committed(&key, 2, Some(&body), Some(r#"{"a":1}"#));
         assert_eq!(decoded.cache.len(), 1);
         let read_back = read(&decoded, 2, r#"{"a":1}"#);
-        assert_eq!((read_back.revision, &read_back.body), (2, &Some(body)));
+        assert_eq!((read_back.revision, &read_back.body), (2, &Some(body.clone())));
+        assert!(
+            Arc::ptr_eq(read_back.body.as_ref().unwrap(), &body),
+            "the committed body was copied into the cache"
+        );
         // A delete drops it.
         decoded.committed(&key, 3, None, None);
         assert!(decoded.cache.is_empty());
         // Writes at many other keys in between (each their first): no
         // longer "written lately".
-        let body: Body = serde_json::from_str("{}").unwrap();
+        let body: Arc<Body> = Arc::new(serde_json::from_str("{}").unwrap());
         for i in 0..MAX_WRITTEN {
             let other = Key::new("c", &format!("o{i}")).unwrap();
             decoded.committed(&other, 1, Some(&body), Some("{}"));

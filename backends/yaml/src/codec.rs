@@ -330,7 +330,7 @@ pub fn decode(bytes: &[u8], label: &str, path: &Path) -> Result<Record> {
     };
     Ok(Record {
         revision,
-        body: raw.body,
+        body: raw.body.map(std::sync::Arc::new),
     })
 }
 
@@ -961,7 +961,7 @@ mod tests {
         assert_eq!(decode(trimmed, LABEL, path()).unwrap().revision, 3);
         // A file made by hand states revision 0 and reads as revision 1.
         let hand = decode(b"revision: 0\nbody:\n  a: 1\n", LABEL, path()).unwrap();
-        assert_eq!((hand.revision, hand.body), (1, Some(b.clone())));
+        assert_eq!((hand.revision, hand.body.as_deref()), (1, Some(&b)));
         let hand = decode(b"revision: 0\ndeleted: true\n", LABEL, path()).unwrap();
         assert_eq!((hand.revision, hand.body), (1, None));
         // Without a seal line, any other revision is a file cut short (or
@@ -996,7 +996,7 @@ mod tests {
         let record = round_trip(&b);
         assert_eq!(record.revision, 7);
         let decoded = record.body.unwrap();
-        assert_eq!(decoded, b);
+        assert_eq!(*decoded, b);
         let keys: Vec<_> = decoded.keys().cloned().collect();
         let original: Vec<_> = b.keys().cloned().collect();
         assert_eq!(keys, original);
@@ -1092,7 +1092,7 @@ mod tests {
             b.insert(format!("value {i}"), Value::String((*s).to_owned()));
             b.insert(format!("list {i}"), json!([s, {*s: s}]));
         }
-        assert_eq!(round_trip(&b).body.unwrap(), b);
+        assert_eq!(*round_trip(&b).body.unwrap(), b);
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {
@@ -1123,7 +1123,7 @@ mod tests {
             let bytes = encode(LABEL, 1, Some(&b)).unwrap();
             let decoded = decode(&bytes, LABEL, path());
             prop_assert!(decoded.is_ok(), "{decoded:?}\n{}", String::from_utf8_lossy(&bytes));
-            prop_assert_eq!(decoded.unwrap().body, Some(b));
+            prop_assert_eq!(decoded.unwrap().body.map(std::sync::Arc::unwrap_or_clone), Some(b));
         }
     }
 
@@ -1246,13 +1246,13 @@ mod tests {
         let record = decode(text.as_bytes(), LABEL, path()).unwrap();
         assert_eq!(record.revision, 3);
         assert_eq!(
-            Value::Object(record.body.unwrap()),
+            Value::Object(std::sync::Arc::unwrap_or_clone(record.body.unwrap())),
             json!({"b": 1, "a": ["x", "y"]})
         );
         let text = "revision: 0\ndeleted: false\nbody:\n  defaults: &d {x: 1}\n  copy: *d\n";
         let record = decode(text.as_bytes(), LABEL, path()).unwrap();
         assert_eq!(
-            Value::Object(record.body.unwrap()),
+            Value::Object(std::sync::Arc::unwrap_or_clone(record.body.unwrap())),
             json!({"defaults": {"x": 1}, "copy": {"x": 1}})
         );
         // Core-schema tags resolve as YAML defines them.
@@ -1414,7 +1414,7 @@ mod tests {
             v = json!([v]);
         }
         let ok = body(json!({ "a": v.clone() }));
-        assert_eq!(round_trip(&ok).body.unwrap(), ok);
+        assert_eq!(*round_trip(&ok).body.unwrap(), ok);
         let too_deep = body(json!({ "a": [v] }));
         let reason = encode(LABEL, 1, Some(&too_deep)).unwrap_err();
         assert!(reason.contains("deeper than"), "{reason}");

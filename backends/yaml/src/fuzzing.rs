@@ -79,7 +79,7 @@ fn check_decode(data: &[u8]) {
     if let Some(scanned) = scanned {
         assert_eq!(scanned, header, "the header scan disagrees with the decode");
     }
-    let bytes = match codec::encode(LABEL, record.revision, record.body.as_ref()) {
+    let bytes = match codec::encode(LABEL, record.revision, record.body.as_deref()) {
         Ok(bytes) => bytes,
         Err(reason) => {
             // Hand-made files may nest deeper than this backend writes.
@@ -88,7 +88,7 @@ fn check_decode(data: &[u8]) {
         }
     };
     assert_eq!(
-        codec::encode_with_serde_yaml(LABEL, record.revision, record.body.as_ref()).as_deref(),
+        codec::encode_with_serde_yaml(LABEL, record.revision, record.body.as_deref()).as_deref(),
         Ok(bytes.as_slice()),
         "the fast layout differs from serde_yaml's"
     );
@@ -100,7 +100,7 @@ fn check_decode(data: &[u8]) {
         Some(header),
         "a written file does not scan to its header"
     );
-    let twice = codec::encode(LABEL, again.revision, again.body.as_ref())
+    let twice = codec::encode(LABEL, again.revision, again.body.as_deref())
         .unwrap_or_else(|e| panic!("encoding a decoded record failed: {e}"));
     assert_eq!(twice, bytes, "encoding is not stable");
 }

@@ -602,7 +602,7 @@ impl YamlBackend {
 
     /// Reads and decodes a document, or takes the record decoded before
     /// from the cache when the file holds exactly the bytes it came from.
-    fn read_record(&self, key: &Key) -> Result<Option<Arc<Record>>> {
+    fn read_record(&self, key: &Key) -> Result<Option<Record>> {
         let path = self.document_path(key);
         fs::with_read_buffer(|buf| {
             let Some(len) = self.fs.read_into(&path, buf)? else {
@@ -610,15 +610,11 @@ impl YamlBackend {
                 return Ok(None);
             };
             let bytes = &buf[..len];
-            if let Some(record) = self.decodes.lookup_shared(key, bytes) {
+            if let Some(record) = self.decodes.lookup(key, bytes) {
                 return Ok(Some(record));
             }
-            let record = Arc::new(codec::decode(
-                bytes,
-                &label(key.collection(), key.name()),
-                &path,
-            )?);
-            self.decodes.insert_shared(key, bytes, Arc::clone(&record));
+            let record = codec::decode(bytes, &label(key.collection(), key.name()), &path)?;
+            self.decodes.insert(key, bytes, record.clone());
             Ok(Some(record))
         })
     }
@@ -653,10 +649,6 @@ impl StorageBackend for YamlBackend {
     }
 
     fn read(&self, key: &Key) -> Result<Option<Record>> {
-        Ok(self.read_record(key)?.map(Arc::unwrap_or_clone))
-    }
-
-    fn read_shared(&self, key: &Key) -> Result<Option<Arc<Record>>> {
         self.read_record(key)
     }
 
@@ -669,7 +661,7 @@ impl StorageBackend for YamlBackend {
         let bytes = if new_revision <= MAX_REVISION {
             let label = label(key.collection(), key.name());
             Some(
-                codec::encode(&label, new_revision, commit.body).map_err(|reason| {
+                codec::encode(&label, new_revision, commit.body.map(|body| &**body)).map_err(|reason| {
                     Error::InvalidBody {
                         key: key.clone(),
                         reason,
@@ -696,12 +688,12 @@ impl StorageBackend for YamlBackend {
         };
         let _lock = self.lock_key(key, fs::LockMode::Exclusive, true)?;
         if let Some(guard) = commit.guard {
-            let actual = current_of(self.read_record(guard.key)?.as_deref());
+            let actual = current_of(self.read_record(guard.key)?.as_ref());
             if actual.last_revision() != guard.revision {
                 return Ok(CommitOutcome::GuardChanged { actual });
             }
         }
-        let actual = current_of(self.read_record(key)?.as_deref());
+        let actual = current_of(self.read_record(key)?.as_ref());
         if actual.last_revision() != commit.expected {
             return Ok(CommitOutcome::Conflict { actual });
         }
@@ -729,14 +721,15 @@ impl StorageBackend for YamlBackend {
         change.finish();
         // The file now holds `bytes`, which decode to this record (encoding
         // round-trips every body exactly), so the next read of the key by
-        // this handle, such as the next patch's, skips parsing.
-        self.decodes.insert_shared(
+        // this handle, such as the next patch's, skips parsing. The body
+        // is the engine's, shared, not copied.
+        self.decodes.insert(
             key,
             &bytes,
-            Arc::new(Record {
+            Record {
                 revision: new_revision,
                 body: commit.body.cloned(),
-            }),
+            },
         );
         // Outside the feed lock: the line is already durable, so a power
         // loss before this fsync leaves at most the documented extra line.

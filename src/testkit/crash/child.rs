@@ -29,7 +29,7 @@ pub(super) enum Line {
 impl Line {
     pub(super) fn render(&self) -> String {
         let state = |name: &str, record: &Record| {
-            let body = serde_json::to_string(&record.body).unwrap_or_else(|_| "null".to_owned());
+            let body = serde_json::to_string(&record.body.as_deref()).unwrap_or_else(|_| "null".to_owned());
             format!("{name} {} {body}", record.revision)
         };
         match self {
@@ -63,7 +63,13 @@ impl Line {
                 .map_err(|e| format!("bad revision in {text:?}: {e}"))?;
             let body: Option<Body> =
                 serde_json::from_str(body).map_err(|e| format!("bad body in {text:?}: {e}"))?;
-            Ok((name.to_owned(), Record { revision, body }))
+            Ok((
+                name.to_owned(),
+                Record {
+                    revision,
+                    body: body.map(std::sync::Arc::new),
+                },
+            ))
         };
         match kind {
             "ready" => Ok(Some(Line::Ready)),
@@ -123,7 +129,7 @@ pub(super) fn plan_write(
     op: u64,
 ) -> Result<(ChildWrite, Record)> {
     let revision = current.map_or(0, |r| r.revision);
-    let live = current.and_then(|r| r.body.as_ref());
+    let live = current.and_then(|r| r.body.as_deref());
     if live.is_some() && rng.one_in(12) {
         let precondition = if rng.one_in(2) {
             Precondition::Revision(revision)
@@ -160,7 +166,7 @@ pub(super) fn plan_write(
     let body = patch.prepare(key, &limits)?.apply(key, base, &limits)?;
     let record = Record {
         revision: revision + 1,
-        body: Some(body),
+        body: Some(std::sync::Arc::new(body)),
     };
     Ok((
         ChildWrite::Patch {

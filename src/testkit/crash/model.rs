@@ -51,7 +51,7 @@ pub(super) fn describe(record: Option<&Record>) -> String {
             body: Some(body),
         }) => format!(
             "revision {revision} {}",
-            abbreviate(&Value::Object(body.clone()))
+            abbreviate(&Value::Object(crate::Body::clone(body)))
         ),
     }
 }

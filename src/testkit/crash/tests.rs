@@ -11,8 +11,8 @@ fn record(revision: u64, body: Option<Value>) -> Record {
     Record {
         revision,
         body: body.map(|v| match v {
-            Value::Object(map) => map,
-            _ => Body::new(),
+            Value::Object(map) => map.into(),
+            _ => Body::new().into(),
         }),
     }
 }
