@@ -217,11 +217,13 @@ impl Store {
     ) -> Result<Document> {
         let key = Key::new(collection, name)?;
         let body = Arc::new(self.options.limits.check_value(&key, body)?);
-        self.write(&key, precondition, |_key, _current| Ok(Some(Arc::clone(&body))))
-            .map(|(revision, body)| Document {
-                revision,
-                body: body.unwrap_or_default(),
-            })
+        self.write(&key, precondition, |_key, _current| {
+            Ok(Some(Arc::clone(&body)))
+        })
+        .map(|(revision, body)| Document {
+            revision,
+            body: body.unwrap_or_default(),
+        })
     }
 
     /// Applies a patch to the current body and returns the new document.
@@ -253,7 +255,9 @@ impl Store {
                 None if precondition == Precondition::Absent => &empty,
                 None => return Err(Error::NotFound { key: key.clone() }),
             };
-            prepared.apply(key, base, &limits).map(|body| Some(Arc::new(body)))
+            prepared
+                .apply(key, base, &limits)
+                .map(|body| Some(Arc::new(body)))
         })
         .map(|(revision, body)| Document {
             revision,
@@ -348,11 +352,13 @@ impl Store {
             key: key.clone(),
             problems: e.problems,
         })?;
-        self.write(&key, precondition, |_key, _current| Ok(Some(Arc::clone(&body))))
-            .map(|(revision, body)| Document {
-                revision,
-                body: body.unwrap_or_default(),
-            })
+        self.write(&key, precondition, |_key, _current| {
+            Ok(Some(Arc::clone(&body)))
+        })
+        .map(|(revision, body)| Document {
+            revision,
+            body: body.unwrap_or_default(),
+        })
     }
 
     /// Removes a collection's schema; writes are no longer validated.

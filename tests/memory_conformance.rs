@@ -217,10 +217,11 @@ fn a_schema_change_between_validation_and_commit_is_not_missed() {
             if commit.guard.is_some() && self.armed.swap(false, Ordering::SeqCst) {
                 // Another process narrows the enum right now.
                 let schema_key = Key::new_reserved("_schema", "m").unwrap();
-                let narrowed = json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a"]}]})
-                    .as_object()
-                    .cloned()
-                    .map(std::sync::Arc::new);
+                let narrowed =
+                    json!({"attributes": [{"name": "kind", "type": "enum", "values": ["a"]}]})
+                        .as_object()
+                        .cloned()
+                        .map(std::sync::Arc::new);
                 let outcome = self.inner.commit(&Commit {
                     key: &schema_key,
                     expected: 1,

@@ -10,9 +10,10 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use revstore::{Body, Error, Patch, Precondition, Store};
+use revstore::{Error, Patch, Precondition, Store};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -237,7 +238,7 @@ fn increment(store: &Store, counter: &str) -> Result<u64, CliError> {
                     "the counter {DEMO_COLLECTION}/{counter} holds no non-negative integer `value`"
                 ))
             })?;
-        let mut body = doc.body;
+        let mut body = Arc::unwrap_or_clone(doc.body);
         body.insert("value".into(), json!(value + 1));
         match store.replace(
             DEMO_COLLECTION,
@@ -318,7 +319,7 @@ fn check(store: &Store, docs: &DemoDocuments, settings: &DemoSettings) -> Result
     });
     let (shared, shared_revision) = store
         .get(DEMO_COLLECTION, &docs.shared)?
-        .map_or((Body::new(), 0), |doc| (doc.body, doc.revision));
+        .map_or((Arc::default(), 0), |doc| (doc.body, doc.revision));
     let mut missing = Vec::new();
     for worker in 0..settings.processes {
         for write in 0..settings.writes {

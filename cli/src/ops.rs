@@ -1,6 +1,8 @@
 //! The operations the tool performs, shared by the one-shot commands and
 //! `batch`, and their results in JSON form.
 
+use std::sync::Arc;
+
 use revstore::{
     Body, Change, Entry, Error, Key, MigrationMode, MigrationReport, Patch, Precondition, Store,
 };
@@ -113,8 +115,8 @@ pub enum Outcome {
         name: String,
         /// Its revision.
         revision: u64,
-        /// Its body.
-        body: Body,
+        /// Its body (shared with the store).
+        body: Arc<Body>,
     },
     /// A delete and the revision of its tombstone.
     Deleted {
@@ -139,7 +141,7 @@ pub enum Outcome {
         /// The schema document's revision.
         revision: u64,
         /// The schema document.
-        schema: Body,
+        schema: Arc<Body>,
     },
     /// A removed schema and the revision of its tombstone.
     SchemaDeleted {
@@ -330,7 +332,7 @@ impl Outcome {
                 revision,
                 body,
             } => {
-                json!({"collection": collection, "name": name, "revision": revision, "body": body})
+                json!({"collection": collection, "name": name, "revision": revision, "body": &**body})
             }
             Outcome::Deleted {
                 collection,
@@ -351,7 +353,7 @@ impl Outcome {
                 collection,
                 revision,
                 schema,
-            } => json!({"collection": collection, "revision": revision, "schema": schema}),
+            } => json!({"collection": collection, "revision": revision, "schema": &**schema}),
             Outcome::SchemaDeleted {
                 collection,
                 revision,

@@ -716,21 +716,22 @@ pub fn backend_commit_is_conditional(backend: &dyn TestBackend) {
     let b = s.backend();
     let key = Key::new("c", "k").unwrap();
     let v = |n: i64| body(json!({ "v": n }));
-    let commit = |expected: u64, body: Option<&std::sync::Arc<crate::Body>>, guard: Option<Guard<'_>>| {
-        let kind = match (body, expected) {
-            (None, _) => ChangeKind::Deleted,
-            (Some(_), 0) => ChangeKind::Created,
-            (Some(_), _) => ChangeKind::Updated,
+    let commit =
+        |expected: u64, body: Option<&std::sync::Arc<crate::Body>>, guard: Option<Guard<'_>>| {
+            let kind = match (body, expected) {
+                (None, _) => ChangeKind::Deleted,
+                (Some(_), 0) => ChangeKind::Created,
+                (Some(_), _) => ChangeKind::Updated,
+            };
+            b.commit(&Commit {
+                key: &key,
+                expected,
+                body,
+                guard,
+                kind,
+            })
+            .unwrap()
         };
-        b.commit(&Commit {
-            key: &key,
-            expected,
-            body,
-            guard,
-            kind,
-        })
-        .unwrap()
-    };
     let conflict = |actual| CommitOutcome::Conflict { actual };
     assert_eq!(commit(1, Some(&v(0)), None), conflict(Current::Missing));
     assert_eq!(b.read(&key).unwrap(), None);
@@ -1578,7 +1579,9 @@ pub fn migration_reports_and_strips_resumably(backend: &dyn TestBackend) {
     }
     assert_eq!(calls, 3);
     assert_eq!(
-        Value::Object(std::sync::Arc::unwrap_or_clone(s.get("m", "a").unwrap().unwrap().body)),
+        Value::Object(std::sync::Arc::unwrap_or_clone(
+            s.get("m", "a").unwrap().unwrap().body
+        )),
         json!({"keep": 1})
     );
     assert_eq!(
@@ -1587,7 +1590,13 @@ pub fn migration_reports_and_strips_resumably(backend: &dyn TestBackend) {
         "conforming documents untouched"
     );
     let c = s.get("m", "c").unwrap().unwrap();
-    assert_eq!((c.revision, Value::Object(std::sync::Arc::unwrap_or_clone(c.body))), (2, json!({"keep": 3})));
+    assert_eq!(
+        (
+            c.revision,
+            Value::Object(std::sync::Arc::unwrap_or_clone(c.body))
+        ),
+        (2, json!({"keep": 3}))
+    );
     assert!(s
         .migrate("m", MigrationMode::Report, None, 100)
         .unwrap()

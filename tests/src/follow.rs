@@ -157,7 +157,7 @@ pub fn cached_read(cache: &CachedStore, client: Client, name: &str, op_id: Strin
     let outcome = match cache.get(COLLECTION, name) {
         Ok(Some(doc)) => Outcome::Ok {
             revision: doc.revision,
-            body: Some(doc.body),
+            body: Some(std::sync::Arc::unwrap_or_clone(doc.body)),
         },
         Ok(None) => Outcome::NotFound { revision: None },
         Err(e) => Outcome::of_read_error(&e),

@@ -136,19 +136,19 @@ fn run(store: &Store, op: &Op) -> Result<Value, &'static str> {
     match op {
         Op::Get(c, n) => store
             .get(c, n)
-            .map(|d| json!(d.map(|d| (d.revision, Value::Object(d.body)))))
+            .map(|d| json!(d.as_ref().map(|d| (d.revision, &*d.body))))
             .map_err(kind),
         Op::Record(c, n) => store
             .get_record(c, n)
-            .map(|r| json!(r.map(|r| (r.revision, r.body.map(Value::Object)))))
+            .map(|r| json!(r.as_ref().map(|r| (r.revision, r.body.as_deref()))))
             .map_err(kind),
         Op::Replace(c, n, body, pre) => store
             .replace(c, n, body.clone(), *pre)
-            .map(|d| json!((d.revision, Value::Object(d.body))))
+            .map(|d| json!((d.revision, &*d.body)))
             .map_err(kind),
         Op::Patch(c, n, patch, pre) => store
             .patch(c, n, patch, *pre)
-            .map(|d| json!((d.revision, Value::Object(d.body))))
+            .map(|d| json!((d.revision, &*d.body)))
             .map_err(kind),
         Op::Delete(c, n, pre) => store.delete(c, n, *pre).map(|r| json!(r)).map_err(kind),
         Op::List(c) => store
@@ -183,7 +183,7 @@ fn state(store: &Store) -> Value {
                     (
                         r.revision,
                         r.body
-                            .map(|b| serde_json::to_string(&b).unwrap_or_default()),
+                            .map(|b| serde_json::to_string(&*b).unwrap_or_default()),
                     )
                 })
             });

@@ -52,7 +52,7 @@ pub fn answer(store: &Store, command: &Command) -> Outcome {
             match store.set_schema(collection, schema.clone(), Precondition::Any) {
                 Ok(doc) => Outcome::Ok {
                     revision: doc.revision,
-                    body: Some(doc.body),
+                    body: Some(std::sync::Arc::unwrap_or_clone(doc.body)),
                 },
                 Err(e) => Outcome::of_write_error(&e),
             }

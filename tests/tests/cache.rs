@@ -76,7 +76,7 @@ fn fresh_answer(location: &dyn revstore::testkit::TestLocation, name: &str) -> V
     let outcome = match location.open().get(COLLECTION, name).unwrap() {
         Some(doc) => Outcome::Ok {
             revision: doc.revision,
-            body: Some(doc.body),
+            body: Some(std::sync::Arc::unwrap_or_clone(doc.body)),
         },
         None => Outcome::NotFound { revision: None },
     };

@@ -68,7 +68,7 @@ fn feed_after(backend: &SqliteBackend, after: u64) -> Vec<(u64, String, u64, Cha
         .collect()
 }
 
-fn state(backend: &SqliteBackend, key: &Key) -> (Current, Option<Body>) {
+fn state(backend: &SqliteBackend, key: &Key) -> (Current, Option<Arc<Body>>) {
     let record = backend.read(key).unwrap();
     (
         revstore::backend::current_of(record.as_ref()),
@@ -191,7 +191,7 @@ fn mixed_group_problems(backend: &SqliteBackend) -> Vec<String> {
         (&tomb, live(3), Some(json!({"v": "again"}))),
     ];
     for (key, current, body) in documents {
-        let body = body.map(|b| b.as_object().cloned().unwrap_or_default());
+        let body = body.map(|b| Arc::new(b.as_object().cloned().unwrap_or_default()));
         let got = state(backend, key);
         if got != (current, body.clone()) {
             problems.push(format!("{key}: {got:?}, expected {:?}", (current, body)));
@@ -358,7 +358,7 @@ fn threads_queued_behind_a_held_lock_commit_as_one_group_with_their_own_outcomes
             threads.push(scope.spawn(move || {
                 let backend = committer;
                 let key = key("c", name);
-                let body = json!({ "by": i }).as_object().cloned().unwrap_or_default();
+                let body = Arc::new(json!({ "by": i }).as_object().cloned().unwrap_or_default());
                 let kind = if expected == 0 {
                     ChangeKind::Created
                 } else {

@@ -273,7 +273,10 @@ mod tests {
         decoded.committed(&key, 2, Some(&body), Some(r#"{"a":1}"#));
         assert_eq!(decoded.cache.len(), 1);
         let read_back = read(&decoded, 2, r#"{"a":1}"#);
-        assert_eq!((read_back.revision, &read_back.body), (2, &Some(body.clone())));
+        assert_eq!(
+            (read_back.revision, &read_back.body),
+            (2, &Some(body.clone()))
+        );
         assert!(
             Arc::ptr_eq(read_back.body.as_ref().unwrap(), &body),
             "the committed body was copied into the cache"

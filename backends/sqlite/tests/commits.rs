@@ -1,15 +1,17 @@
 //! The backend primitive itself: conditional commits and guards.
 
+use std::sync::Arc;
+
 use revstore::{ChangeKind, Commit, CommitOutcome, Current, Guard, Key, StorageBackend};
 use revstore_sqlite::SqliteBackend;
 use serde_json::json;
 
-fn body(v: serde_json::Value) -> revstore::Body {
-    v.as_object().unwrap().clone()
+fn body(v: serde_json::Value) -> Arc<revstore::Body> {
+    Arc::new(v.as_object().unwrap().clone())
 }
 
 /// What the engine would report for this write, from the key's state now.
-fn kind_of(backend: &SqliteBackend, key: &Key, b: Option<&revstore::Body>) -> ChangeKind {
+fn kind_of(backend: &SqliteBackend, key: &Key, b: Option<&Arc<revstore::Body>>) -> ChangeKind {
     let live = matches!(
         backend.read(key).unwrap(),
         Some(revstore::Record { body: Some(_), .. })
@@ -25,7 +27,7 @@ fn commit(
     backend: &SqliteBackend,
     key: &Key,
     expected: u64,
-    b: Option<&revstore::Body>,
+    b: Option<&Arc<revstore::Body>>,
     guard: Option<Guard<'_>>,
 ) -> CommitOutcome {
     backend

@@ -441,7 +441,7 @@ fn reads_see_hand_edits_of_rows_the_handle_has_cached() {
         )
         .unwrap();
     assert_eq!(doc.revision, 11);
-    assert_eq!(doc.body, *json!({"a": 3, "b": 1}).as_object().unwrap());
+    assert_eq!(*doc.body, *json!({"a": 3, "b": 1}).as_object().unwrap());
     assert_eq!(read_twice().body, doc.body);
     edit_raw(&path, "m", 11, r#"{"a":4,"b":1}"#);
     assert_eq!(store.get("models", "m").unwrap().unwrap().body["a"], 4);

@@ -38,7 +38,7 @@ fn body_round_trips_with_key_order_and_every_number_kind() {
     // A different handle, as a restarted program would open it.
     let read = open(&path).get("models", "orders").unwrap().unwrap();
     assert_eq!(read.revision, 1);
-    assert_eq!(Value::Object(read.body.clone()), body);
+    assert_eq!(Value::Object((*read.body).clone()), body);
     let keys: Vec<&str> = read.body.keys().map(String::as_str).collect();
     let expected: Vec<&str> = body
         .as_object()

@@ -661,12 +661,12 @@ impl StorageBackend for YamlBackend {
         let bytes = if new_revision <= MAX_REVISION {
             let label = label(key.collection(), key.name());
             Some(
-                codec::encode(&label, new_revision, commit.body.map(|body| &**body)).map_err(|reason| {
-                    Error::InvalidBody {
+                codec::encode(&label, new_revision, commit.body.map(|body| &**body)).map_err(
+                    |reason| Error::InvalidBody {
                         key: key.clone(),
                         reason,
-                    }
-                })?,
+                    },
+                )?,
             )
         } else {
             None

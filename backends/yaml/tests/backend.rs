@@ -17,9 +17,9 @@ fn store(dir: &Path) -> Store {
     Store::open(YamlBackend::open(dir).unwrap())
 }
 
-fn body(value: Value) -> revstore::Body {
+fn body(value: Value) -> std::sync::Arc<revstore::Body> {
     match value {
-        Value::Object(map) => map,
+        Value::Object(map) => std::sync::Arc::new(map),
         other => panic!("not a mapping: {other}"),
     }
 }
@@ -165,7 +165,10 @@ fn delete_leaves_a_tombstone_and_a_re_create_continues() {
     // A reopened handle sees the same state.
     let doc = store(dir.path()).get("models", "orders").unwrap().unwrap();
     assert_eq!(
-        (doc.revision, Value::Object(doc.body)),
+        (
+            doc.revision,
+            Value::Object(std::sync::Arc::unwrap_or_clone(doc.body))
+        ),
         (3, json!({"b": 2}))
     );
 }

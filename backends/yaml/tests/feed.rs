@@ -470,7 +470,7 @@ fn schema_key() -> Key {
 /// Commits `key` at `expected + 1` if the schema key is still at `guard`.
 fn guarded_commit(backend: &YamlBackend, key: &Key, expected: u64, guard: u64) -> CommitOutcome {
     let schema = schema_key();
-    let body = serde_json::Map::new();
+    let body = std::sync::Arc::new(serde_json::Map::new());
     backend
         .commit(&Commit {
             key,
@@ -590,7 +590,7 @@ fn guarded_writers_guard_writers_and_readers_never_deadlock() {
             writers.push(scope.spawn(move || {
                 let backend = YamlBackend::open(root).unwrap();
                 let schema = schema_key();
-                let body = serde_json::Map::new();
+                let body = std::sync::Arc::new(serde_json::Map::new());
                 for expected in 0..rounds / 3 {
                     let commit = Commit {
                         key: &schema,

@@ -29,7 +29,10 @@ fn edit(path: &Path, from: &str, to: &str) {
 
 fn body(s: &Store, collection: &str, name: &str) -> (u64, Value) {
     let doc = s.get(collection, name).unwrap().unwrap();
-    (doc.revision, Value::Object(doc.body))
+    (
+        doc.revision,
+        Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
+    )
 }
 
 fn assert_conflict<T: std::fmt::Debug>(result: revstore::Result<T>, actual: Current) {
@@ -81,7 +84,7 @@ fn a_patch_applies_on_top_of_a_hand_edit() {
         .unwrap();
     assert_eq!(doc.revision, 4);
     assert_eq!(
-        Value::Object(doc.body),
+        Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
         json!({"description": "edited by hand", "joins": [], "owner": "ann", "cache": 1})
     );
     // Sealed again: it reads as written, and the next write follows on.
@@ -177,7 +180,10 @@ fn every_handle_sees_the_edit_as_the_same_revision() {
         )
         .unwrap();
     assert_eq!(
-        (doc.revision, Value::Object(doc.body)),
+        (
+            doc.revision,
+            Value::Object(std::sync::Arc::unwrap_or_clone(doc.body))
+        ),
         (4, json!({"x": 2, "y": 2, "z": 3}))
     );
     // A process started later agrees.

@@ -283,7 +283,7 @@ fn every_hostile_file_is_refused_end_to_end_and_left_unchanged() {
     s.create("views", "other", json!({})).unwrap();
     let path = dir.path().join("models/orders.yaml");
     let key = Key::new("models", "orders").unwrap();
-    let new_body = serde_json::Map::from_iter([("a".to_owned(), json!(2))]);
+    let new_body = std::sync::Arc::new(serde_json::Map::from_iter([("a".to_owned(), json!(2))]));
     for (round, (case, bytes, expected)) in cases().into_iter().enumerate() {
         std::fs::write(&path, &bytes).unwrap();
         let started = Instant::now();

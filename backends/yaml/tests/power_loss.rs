@@ -58,7 +58,7 @@ const RUN: [Action; 9] = [
 struct Written {
     key: usize,
     revision: u64,
-    body: Option<Body>,
+    body: Option<std::sync::Arc<Body>>,
     kind: ChangeKind,
     start: usize,
     end: usize,

@@ -23,9 +23,12 @@ fn file(dir: &Path, collection: &str, name: &str) -> PathBuf {
 }
 
 fn read(s: &Store, name: &str) -> Option<(u64, Value)> {
-    s.get("c", name)
-        .unwrap()
-        .map(|doc| (doc.revision, Value::Object(std::sync::Arc::unwrap_or_clone(doc.body))))
+    s.get("c", name).unwrap().map(|doc| {
+        (
+            doc.revision,
+            Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
+        )
+    })
 }
 
 /// Sets a file's modification time back to `mtime`, as a file system
@@ -108,7 +111,10 @@ fn a_replacement_with_the_same_revision_size_and_time_is_seen() {
             Precondition::Revision(1),
         )
         .unwrap();
-    assert_eq!(Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)), json!({"v": 2, "w": 3}));
+    assert_eq!(
+        Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
+        json!({"v": 2, "w": 3})
+    );
 }
 
 #[test]

@@ -63,6 +63,8 @@ impl Floor {
             .get(collection, name)?
             .ok_or(revstore::Error::NotFound { key })?
             .body;
+        // The floor writes a body of its own, as a raw store would.
+        let body = std::sync::Arc::unwrap_or_clone(body);
         Ok(match config.kind {
             Kind::Memory => Floor::Map {
                 map: RawMap::default(),

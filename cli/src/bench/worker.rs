@@ -13,6 +13,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use revstore::{Durability, Error, Patch, Precondition, Store};
@@ -181,11 +182,11 @@ pub fn cas_loop(store: &Store, collection: &str, key: &str, ops: usize) -> Resul
                 .into());
             };
             let next = doc.body.get("counter").and_then(Value::as_u64).unwrap_or(0) + 1;
-            doc.body.insert("counter".to_owned(), json!(next));
+            Arc::make_mut(&mut doc.body).insert("counter".to_owned(), json!(next));
             match store.replace(
                 collection,
                 key,
-                Value::Object(doc.body),
+                Value::Object(Arc::unwrap_or_clone(doc.body)),
                 Precondition::Revision(doc.revision),
             ) {
                 Ok(_) => break,

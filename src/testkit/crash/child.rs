@@ -29,7 +29,8 @@ pub(super) enum Line {
 impl Line {
     pub(super) fn render(&self) -> String {
         let state = |name: &str, record: &Record| {
-            let body = serde_json::to_string(&record.body.as_deref()).unwrap_or_else(|_| "null".to_owned());
+            let body = serde_json::to_string(&record.body.as_deref())
+                .unwrap_or_else(|_| "null".to_owned());
             format!("{name} {} {body}", record.revision)
         };
         match self {
