@@ -42,8 +42,8 @@
 //!   it wrote shortly before), keyed by their exact stored JSON text: a
 //!   read still fetches the row, and reuses the decoded body only when the
 //!   text is byte-for-byte the one cached (the revision always comes from
-//!   the row). [`read_shared`](revstore::StorageBackend::read_shared)
-//!   shares a cached body instead of copying it.
+//!   the row). A cached body is shared with the reader (copy on write,
+//!   see [`revstore::Document`]), never copied.
 //! - **Readers never write** and, thanks to WAL, never wait for writers. A
 //!   file that cannot be put in WAL mode is refused
 //!   ([`Error::InvalidConfig`] naming it), and so are in-memory databases.
@@ -86,10 +86,6 @@
 //! - **A write reads first.** The engine reads a key before writing it: a
 //!   read transaction, then the write transaction, which also records the
 //!   change in the feed (a second page per commit).
-//! - **An owned body is a copy.** A warm `get` skips parsing but copies
-//!   the cached body for its caller, which for a 1 KiB document costs
-//!   about as much as the `SELECT` itself; `get_shared` (through
-//!   [`read_shared`](revstore::StorageBackend::read_shared)) shares it.
 //! - **Large stores.** Documents up to about 4 KiB live in the table's
 //!   leaves; at random keys of a large store, a read costs about one page
 //!   read from the file, and a write one page written back at the next
