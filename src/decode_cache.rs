@@ -126,6 +126,17 @@ impl DecodeCache {
         );
     }
 
+    /// The record last cached for `key`, whatever bytes the key holds now:
+    /// possibly stale, so only for
+    /// [`StorageBackend::read_cached`](crate::StorageBackend::read_cached).
+    pub fn peek(&self, key: &Key) -> Option<Arc<Record>> {
+        let inner = self.inner.lock().ok()?;
+        inner
+            .entries
+            .get(key)
+            .map(|entry| Arc::clone(&entry.record))
+    }
+
     /// Drops what is cached for `key`.
     pub fn forget(&self, key: &Key) {
         if let Ok(mut inner) = self.inner.lock() {
