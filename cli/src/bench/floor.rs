@@ -35,7 +35,7 @@ pub enum Floor {
     /// SQLite: the same table, pragmas and conditional update.
     Sql {
         /// A database of its own for the writes.
-        writes: RawSqlite,
+        writes: Box<RawSqlite>,
         /// A connection to the store's database for reads and listings.
         store: RawSqlite,
         /// The JSON text revstore-sqlite stores for the sample document.
@@ -81,7 +81,7 @@ impl Floor {
             }
             Kind::Sqlite => {
                 let json = serde_json::Value::Object(body).to_string();
-                let writes = RawSqlite::open(&dir.join("raw.sqlite"), config.durability)?;
+                let writes = Box::new(RawSqlite::open(&dir.join("raw.sqlite"), config.durability)?);
                 let store = RawSqlite::open(location, config.durability)?;
                 Floor::Sql {
                     writes,
@@ -119,8 +119,8 @@ impl Floor {
         }
     }
 
-    /// For SQLite, [`RawSqlite::update_with_feed`]: the statements revstore's
-    /// read-then-commit write needs, raw. `None` for other backends.
+    /// For SQLite, [`RawSqlite::update_with_feed`]: the statements a
+    /// revstore write needs, raw. `None` for other backends.
     ///
     /// # Errors
     /// SQLite's errors.
