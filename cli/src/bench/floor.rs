@@ -119,8 +119,9 @@ impl Floor {
         }
     }
 
-    /// For SQLite, [`RawSqlite::update_with_feed`]: the statements a
-    /// revstore write needs, raw. `None` for other backends.
+    /// The floor of a revstore write's own design, raw: for SQLite
+    /// [`RawSqlite::update_with_feed`], for YAML
+    /// [`RawFile::write_with_feed`]. `None` for memory.
     ///
     /// # Errors
     /// SQLite's errors.
@@ -133,7 +134,8 @@ impl Floor {
             Floor::Sql { writes, json, .. } => {
                 Some(writes.update_with_feed(collection, name, json).map(drop))
             }
-            _ => None,
+            Floor::File { file, bytes, .. } => Some(file.write_with_feed(name, bytes)),
+            Floor::Map { .. } => None,
         }
     }
 
