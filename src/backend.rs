@@ -92,6 +92,17 @@ pub struct Commit<'a> {
     /// What the write does, for the change feed: the engine knows it from
     /// the state it read, which the commit is conditional on.
     pub kind: ChangeKind,
+    /// The record the new body was computed from, at revision `expected`,
+    /// when the writer has it (the engine does whenever the key was
+    /// written before).
+    ///
+    /// A backend whose revisions alone do not identify a key's content must
+    /// then also refuse the commit with [`CommitOutcome::Conflict`] when the
+    /// key's current record differs from this one: the YAML backend, where
+    /// a file edited by hand gets an implicit revision that a second hand
+    /// edit shares. Backends that bump the revision on every change of
+    /// content may ignore it.
+    pub based_on: Option<&'a Record>,
 }
 
 impl Commit<'_> {
@@ -156,6 +167,18 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
     /// be shared with a cache of the backend's, so that a warm read copies
     /// nothing.
     fn read(&self, key: &Key) -> Result<Option<Record>>;
+
+    /// The record this handle last read or committed for `key`, if it still
+    /// holds it in memory — no I/O, and possibly stale. The engine only
+    /// starts a write from it: the commit is conditional on its revision
+    /// (and on [`Commit::based_on`]), so a stale one costs a refused commit
+    /// and a fresh read, never a lost update. It never answers a read.
+    ///
+    /// The default remembers nothing, so every write reads first.
+    fn read_cached(&self, key: &Key) -> Option<Record> {
+        let _ = key;
+        None
+    }
 
     /// Commits one conditional write; see the trait's contract.
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome>;

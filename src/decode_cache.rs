@@ -117,6 +117,14 @@ impl DecodeCache {
         );
     }
 
+    /// The record last cached for `key`, whatever bytes the key holds now:
+    /// possibly stale, so only for
+    /// [`StorageBackend::read_cached`](crate::StorageBackend::read_cached).
+    pub fn peek(&self, key: &Key) -> Option<Record> {
+        let inner = self.inner.lock().ok()?;
+        inner.entries.get(key).map(|entry| entry.record.clone())
+    }
+
     /// Drops what is cached for `key`.
     pub fn forget(&self, key: &Key) {
         if let Ok(mut inner) = self.inner.lock() {

@@ -65,6 +65,7 @@ mod decode_cache;
 mod durability;
 mod error;
 mod feed;
+mod guesses;
 mod key;
 mod memory;
 mod migrate;

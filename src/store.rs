@@ -11,6 +11,7 @@ use crate::backend::{current_of, Commit, CommitOutcome, Entry, Guard, Record, St
 use crate::body::{Body, Document, Limits, Versioned};
 use crate::error::{Error, Result};
 use crate::feed::{Change, ChangeKind};
+use crate::guesses::StaleGuesses;
 use crate::key::{validate_collection, Key};
 use crate::patch::Patch;
 use crate::precondition::{Current, Precondition};
@@ -78,6 +79,9 @@ pub struct Store {
     /// writes start from it instead of reading the schema document, and
     /// the commit's guard catches a schema that has moved on since.
     seen_schemas: Arc<RwLock<HashMap<String, LoadedSchema>>>,
+    /// Keys whose writes read first rather than start from the record the
+    /// backend remembers, shared by clones.
+    guesses: Arc<StaleGuesses>,
 }
 
 /// The reserved collection holding schema documents: a collection's schema
@@ -116,6 +120,7 @@ impl Store {
             options,
             schemas: Arc::new(SchemaCache::new()),
             seen_schemas: Arc::default(),
+            guesses: Arc::default(),
         }
     }
 
@@ -504,6 +509,37 @@ impl Store {
             })
     }
 
+    /// The record a write attempt starts from, and whether it is a guess:
+    /// the one the backend remembers when `guessing` (and it remembers
+    /// one), else a fresh read. A fresh read of a key whose guess went
+    /// wrong before also tells [`StaleGuesses`] whether guessing would
+    /// have been right this time.
+    fn starting_record(&self, key: &Key, guessing: bool) -> Result<(Option<Record>, bool)> {
+        if guessing {
+            if let Some(remembered) = self.backend.read_cached(key) {
+                return Ok((Some(remembered), true));
+            }
+            return Ok((self.backend.read(key)?, false));
+        }
+        let remembered = self.backend.read_cached(key);
+        let fresh = self.backend.read(key)?;
+        // The very record remembered: same revision, same shared body (a
+        // body decoded again, even if equal, means the guess was not hit).
+        let would_have_hit = match (&remembered, &fresh) {
+            (Some(remembered), Some(fresh)) => {
+                remembered.revision == fresh.revision
+                    && match (&remembered.body, &fresh.body) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+        self.guesses.checked(key, would_have_hit);
+        Ok((fresh, false))
+    }
+
     /// The write loop shared by every operation: read, check the
     /// precondition, compute the new body, commit on the revision read;
     /// after a lost race, back off and start again from a fresh read.
@@ -522,6 +558,9 @@ impl Store {
         // Whether the next attempt must read the schema document rather
         // than start from the one last seen.
         let mut reread_schema = false;
+        // Whether the next attempt may start from the record the backend
+        // remembers instead of reading the key.
+        let mut guessing = self.guesses.may_guess(key);
         loop {
             // The write is validated against a schema revision and its
             // commit is guarded on that revision: if the schema is not (or
@@ -539,11 +578,24 @@ impl Store {
             };
             // Bodies are shared: a replace or a delete never copies the old
             // body, a patch or an update copies it once, to change it.
-            let record = self.backend.read(key)?;
+            let (record, guessed) = self.starting_record(key, guessing)?;
             let record = record.as_ref();
             let current = current_of(record);
+            // Anything decided on a guess but a commit is decided again on
+            // a fresh read: the guess may be stale. Neither an attempt nor
+            // a pause is spent on it.
+            macro_rules! unless_guessed {
+                ($refusal:expr) => {{
+                    if guessed {
+                        self.guesses.missed(key);
+                        guessing = false;
+                        continue;
+                    }
+                    return Err($refusal);
+                }};
+            }
             if !precondition.holds(current) {
-                return Err(Error::Conflict {
+                unless_guessed!(Error::Conflict {
                     key: key.clone(),
                     expected: precondition,
                     actual: current,
@@ -552,18 +604,21 @@ impl Store {
             if current.last_revision() == u64::MAX {
                 // Only a hand-edited file can get here; wrapping to 0 would
                 // reuse revisions, so refuse and leave the data alone.
-                return Err(Error::Corrupt {
+                unless_guessed!(Error::Corrupt {
                     location: key.to_string(),
                     reason: "the stored revision is at its maximum and cannot be incremented"
                         .to_owned(),
                 });
             }
-            let mut body = step(key, record)?;
+            let mut body = match step(key, record) {
+                Ok(body) => body,
+                Err(refusal) => unless_guessed!(refusal),
+            };
             if let (Some(new), Some(loaded)) = (body.as_mut(), schema.as_ref()) {
                 let old = record.and_then(|r| r.body.as_deref());
                 if let Err(refused) = self.check_schema(key, loaded, new, old) {
                     if schema_is_fresh {
-                        return Err(refused);
+                        unless_guessed!(refused);
                     }
                     // Refuse only on the current schema: the one remembered
                     // may have been relaxed since. Not a lost race, so no
@@ -589,6 +644,7 @@ impl Store {
                         revision: loaded.revision,
                     }),
                 kind,
+                based_on: record,
             };
             match self.backend.commit(&commit)? {
                 CommitOutcome::Committed => {
@@ -599,10 +655,20 @@ impl Store {
                     }
                     return Ok((commit.new_revision(), body));
                 }
+                CommitOutcome::Conflict { .. } if guessed => {
+                    self.guesses.missed(key);
+                    guessing = false;
+                    continue;
+                }
                 CommitOutcome::Conflict { actual } => {
                     // A compare-and-swap reports the loss at once; the next
                     // read would only confirm that the revision moved on.
-                    if let Precondition::Revision(_) = precondition {
+                    // (Unless it did not move: a backend without revisions
+                    // for every change of content — a file edited by hand —
+                    // refused because the content changed under the same
+                    // revision, which the precondition does not see.)
+                    let moved = actual.last_revision() != commit.expected;
+                    if let (Precondition::Revision(_), true) = (precondition, moved) {
                         return Err(Error::Conflict {
                             key: key.clone(),
                             expected: precondition,
@@ -715,5 +781,147 @@ mod tests {
             .patch("c", "d", &Patch::Merge(json!({"n": 3})), Precondition::Any)
             .unwrap();
         assert_eq!(reads(&backend) - before, 1);
+    }
+
+    /// The memory backend plus a per-handle memory of the records read and
+    /// committed, like the YAML and SQLite backends' caches: a read of an
+    /// unchanged record hands out the remembered one.
+    #[derive(Debug)]
+    struct RememberingBackend {
+        inner: MemoryBackend,
+        remembered: std::sync::Mutex<HashMap<Key, Record>>,
+        reads: AtomicUsize,
+    }
+
+    impl RememberingBackend {
+        fn on(inner: &MemoryBackend) -> Arc<RememberingBackend> {
+            Arc::new(RememberingBackend {
+                inner: inner.clone(),
+                remembered: Default::default(),
+                reads: AtomicUsize::new(0),
+            })
+        }
+        fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+    }
+
+    impl StorageBackend for RememberingBackend {
+        fn kind(&self) -> &'static str {
+            "remembering"
+        }
+        fn read(&self, key: &Key) -> Result<Option<Record>> {
+            if !key.is_reserved() {
+                self.reads.fetch_add(1, Ordering::SeqCst);
+            }
+            let Some(fresh) = self.inner.read(key)? else {
+                return Ok(None);
+            };
+            let mut remembered = self.remembered.lock().unwrap();
+            match remembered.get(key) {
+                Some(known) if *known == fresh => Ok(Some(known.clone())),
+                _ => {
+                    remembered.insert(key.clone(), fresh.clone());
+                    Ok(Some(fresh))
+                }
+            }
+        }
+        fn read_cached(&self, key: &Key) -> Option<Record> {
+            self.remembered.lock().unwrap().get(key).cloned()
+        }
+        fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
+            let outcome = self.inner.commit(commit)?;
+            if outcome == CommitOutcome::Committed {
+                let record = Record {
+                    revision: commit.new_revision(),
+                    body: commit.body.cloned(),
+                };
+                self.remembered
+                    .lock()
+                    .unwrap()
+                    .insert(commit.key.clone(), record);
+            }
+            Ok(outcome)
+        }
+        fn list(&self, collection: &str) -> Result<Vec<Entry>> {
+            self.inner.list(collection)
+        }
+        fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+            self.inner.changes_since(after, limit)
+        }
+        fn last_seq(&self) -> Result<u64> {
+            self.inner.last_seq()
+        }
+    }
+
+    #[test]
+    fn writes_start_from_the_remembered_record_until_it_proves_stale() {
+        let shared = MemoryBackend::new();
+        let (a, b) = (
+            RememberingBackend::on(&shared),
+            RememberingBackend::on(&shared),
+        );
+        let store_a = Store::with_options(a.clone(), StoreOptions::default());
+        let store_b = Store::with_options(b.clone(), StoreOptions::default());
+        let merge = |store: &Store, field: &str, n: i64| {
+            store
+                .patch(
+                    "c",
+                    "d",
+                    &Patch::Merge(json!({ field: n })),
+                    Precondition::Any,
+                )
+                .unwrap()
+        };
+
+        // One writer: only the create reads.
+        store_a.create("c", "d", json!({})).unwrap();
+        for n in 0..20 {
+            merge(&store_a, "a", n);
+        }
+        assert_eq!(a.reads(), 1);
+
+        // Another handle writes: A's guess is refused, A reads and keeps
+        // both changes.
+        merge(&store_b, "b", 1);
+        let doc = merge(&store_a, "c", 1);
+        assert_eq!(doc.revision, 23);
+        assert_eq!(
+            *doc.body,
+            json!({"a": 19, "b": 1, "c": 1})
+                .as_object()
+                .cloned()
+                .unwrap()
+        );
+        assert_eq!(a.reads(), 2);
+
+        // A reads before each write until several in a row show the guess
+        // would have been right, then guesses again.
+        for n in 0..4 {
+            merge(&store_a, "a", n);
+        }
+        assert_eq!(a.reads(), 6);
+        for n in 0..10 {
+            merge(&store_a, "a", n);
+        }
+        assert_eq!(a.reads(), 6);
+
+        // A refusal decided on a guess is decided again on a fresh read:
+        // the document was deleted and re-created elsewhere.
+        store_b.delete("c", "d", Precondition::Any).unwrap();
+        store_b.create("c", "d", json!({"fresh": true})).unwrap();
+        let created = store_a.replace("c", "d", json!({"x": 1}), Precondition::Revision(39));
+        assert!(created.is_ok(), "{created:?}");
+        let absent = store_a.create("c", "d", json!({}));
+        assert!(
+            matches!(
+                absent,
+                Err(Error::Conflict {
+                    actual: Current::Live { revision: 40 },
+                    ..
+                })
+            ),
+            "{absent:?}"
+        );
     }
 }

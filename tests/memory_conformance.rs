@@ -228,6 +228,7 @@ fn a_schema_change_between_validation_and_commit_is_not_missed() {
                     body: narrowed.as_ref(),
                     guard: None,
                     kind: ChangeKind::Updated,
+                    based_on: None,
                 })?;
                 assert_eq!(outcome, CommitOutcome::Committed);
             }

@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             races::feed_follower_sees_concurrent_commits_once_in_order,
             races::slow_cache_refresh_keeps_concurrent_edit,
             races::stale_cache_refresh_with_precondition_is_refused,
+            conformance::handles_taking_turns_lose_nothing,
         );
     };
     (@each $backend:expr; $($module:ident :: $check:ident),* $(,)?) => {
@@ -724,6 +725,7 @@ pub fn backend_commit_is_conditional(backend: &dyn TestBackend) {
                 (Some(_), _) => ChangeKind::Updated,
             };
             b.commit(&Commit {
+                based_on: None,
                 key: &key,
                 expected,
                 body,
@@ -777,6 +779,7 @@ pub fn backend_commit_is_conditional(backend: &dyn TestBackend) {
     assert_eq!(b.read(&key).unwrap().map(|r| r.revision), Some(3));
     assert_eq!(commit(3, Some(&v(4)), guard(0)), CommitOutcome::Committed);
     let schema_write = Commit {
+        based_on: None,
         key: &guard_key,
         expected: 0,
         body: Some(&v(0)),
@@ -1602,4 +1605,91 @@ pub fn migration_reports_and_strips_resumably(backend: &dyn TestBackend) {
         .unwrap()
         .documents
         .is_empty());
+}
+
+/// Two handles take turns writing one key, each after warming its own read
+/// cache with writes of its own: a handle that starts a write from what it
+/// remembers must notice the other's writes, whatever the operation.
+pub fn handles_taking_turns_lose_nothing(backend: &dyn TestBackend) {
+    let location = backend.fresh();
+    let (a, b) = (location.open(), location.open());
+    a.create("c", "d", json!({"n": 0})).unwrap();
+    let mut revision = 1;
+    let mut expected = json!({"n": 0});
+    for round in 0..6 {
+        for (name, s) in [("a", &a), ("b", &b)] {
+            // Three writes in a row, so a backend that caches only keys it
+            // wrote before has this one cached.
+            for i in 0..3 {
+                let field = format!("{name}{round}_{i}");
+                let doc = s
+                    .patch(
+                        "c",
+                        "d",
+                        &Patch::Merge(json!({ field.clone(): i })),
+                        Precondition::Any,
+                    )
+                    .unwrap();
+                revision += 1;
+                expected[field] = json!(i);
+                assert_eq!(doc.revision, revision, "{name} round {round}");
+                assert_eq!(
+                    Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
+                    expected,
+                    "{name} round {round}"
+                );
+            }
+            let doc = s
+                .update("c", "d", |body| {
+                    let n = body.get("n").and_then(Value::as_i64).unwrap_or(-100);
+                    body.insert("n".into(), json!(n + 1));
+                    Ok(())
+                })
+                .unwrap();
+            revision += 1;
+            expected["n"] = json!(expected["n"].as_i64().unwrap() + 1);
+            assert_eq!(
+                (
+                    doc.revision,
+                    Value::Object(std::sync::Arc::unwrap_or_clone(doc.body))
+                ),
+                (revision, expected.clone())
+            );
+        }
+    }
+    // A compare-and-swap on the revision this handle wrote last is refused
+    // once the other handle has written since.
+    let own = a
+        .patch("c", "d", &Patch::Merge(json!({"x": 1})), Precondition::Any)
+        .unwrap();
+    b.patch("c", "d", &Patch::Merge(json!({"y": 1})), Precondition::Any)
+        .unwrap();
+    let stale = a.replace("c", "d", json!({}), Precondition::Revision(own.revision));
+    assert!(
+        matches!(&stale, Err(Error::Conflict { actual: Current::Live { revision }, .. }) if *revision == own.revision + 1),
+        "{stale:?}"
+    );
+    // Deleted and re-created by the other handle: a create here conflicts,
+    // a patch applies to the new document.
+    b.delete("c", "d", Precondition::Any).unwrap();
+    b.create("c", "d", json!({"new": true})).unwrap();
+    let created = a.create("c", "d", json!({}));
+    assert!(
+        matches!(&created, Err(Error::Conflict { actual: Current::Live { revision }, .. }) if *revision == own.revision + 3),
+        "{created:?}"
+    );
+    let doc = a
+        .patch("c", "d", &Patch::Merge(json!({"z": 1})), Precondition::Any)
+        .unwrap();
+    assert_eq!(
+        (
+            doc.revision,
+            Value::Object(std::sync::Arc::unwrap_or_clone(doc.body))
+        ),
+        (own.revision + 4, json!({"new": true, "z": 1}))
+    );
+    // Deleted by the other handle: this handle's patch finds nothing.
+    b.delete("c", "d", Precondition::Any).unwrap();
+    let gone = a.patch("c", "d", &Patch::Merge(json!({"w": 1})), Precondition::Any);
+    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
 }

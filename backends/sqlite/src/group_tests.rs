@@ -366,6 +366,7 @@ fn threads_queued_behind_a_held_lock_commit_as_one_group_with_their_own_outcomes
                 };
                 let outcome = backend
                     .commit(&Commit {
+                        based_on: None,
                         key: &key,
                         expected,
                         body: Some(&body),

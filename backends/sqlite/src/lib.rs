@@ -296,6 +296,12 @@ impl revstore::StorageBackend for SqliteBackend {
         )
     }
 
+    fn read_cached(&self, key: &Key) -> Option<Record> {
+        // Every write of a row bumps its revision, so the revision the
+        // commit is conditional on identifies the content too.
+        self.decoded.remembered(key)
+    }
+
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
         let key = commit.key;
         let body: Option<Arc<str>> = commit

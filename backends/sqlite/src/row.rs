@@ -156,6 +156,11 @@ impl Decoded {
         }
     }
 
+    /// The record last cached for `key`, possibly stale.
+    pub(crate) fn remembered(&self, key: &Key) -> Option<Record> {
+        self.cache.peek(key)
+    }
+
     /// Whether `key` was read once before at `revision` without being
     /// cached; if not, remembers this read.
     fn read_before(&self, key: &Key, revision: u64) -> bool {

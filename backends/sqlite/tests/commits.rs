@@ -32,6 +32,7 @@ fn commit(
 ) -> CommitOutcome {
     backend
         .commit(&Commit {
+            based_on: None,
             key,
             expected,
             body: b,

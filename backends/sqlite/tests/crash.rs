@@ -135,6 +135,7 @@ impl StorageBackend for WriteBehind {
         let write = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(5));
             let later = Commit {
+                based_on: None,
                 key: &key,
                 expected,
                 body: body.as_ref(),

@@ -652,6 +652,10 @@ impl StorageBackend for YamlBackend {
         self.read_record(key)
     }
 
+    fn read_cached(&self, key: &Key) -> Option<Record> {
+        self.decodes.peek(key)
+    }
+
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
         let key = commit.key;
         let path = self.document_path(key);
@@ -693,8 +697,17 @@ impl StorageBackend for YamlBackend {
                 return Ok(CommitOutcome::GuardChanged { actual });
             }
         }
-        let actual = current_of(self.read_record(key)?.as_ref());
-        if actual.last_revision() != commit.expected {
+        let stored = self.read_record(key)?;
+        let actual = current_of(stored.as_ref());
+        // The revision alone is not enough: two hand edits in a row share
+        // one implicit revision, and the write must not be computed from
+        // the first and overwrite the second.
+        let unchanged = match (stored.as_ref(), commit.based_on) {
+            // Shared bodies compare by pointer first.
+            (Some(stored), Some(based_on)) => stored == based_on,
+            _ => true,
+        };
+        if actual.last_revision() != commit.expected || !unchanged {
             return Ok(CommitOutcome::Conflict { actual });
         }
         let Some(bytes) = bytes else {

@@ -255,6 +255,7 @@ fn a_commit_reports_conflicts_with_what_the_key_holds() {
     let commit = |expected, body| {
         backend
             .commit(&Commit {
+                based_on: None,
                 key: &key,
                 expected,
                 body,
@@ -318,6 +319,7 @@ fn guarded_commit(backend: &YamlBackend, key: &Key, expected: u64, guard: u64) -
     let schema = schema_key();
     backend
         .commit(&Commit {
+            based_on: None,
             key,
             expected,
             body: Some(&b),
@@ -352,6 +354,7 @@ fn a_guarded_commit_happens_only_while_the_guard_is_unchanged() {
     let write_schema = |expected, body| {
         backend
             .commit(&Commit {
+                based_on: None,
                 key: &schema,
                 expected,
                 body,
@@ -408,6 +411,7 @@ fn a_guarded_commit_happens_only_while_the_guard_is_unchanged() {
     let b = body(json!({}));
     assert_corrupt_naming(
         backend.commit(&Commit {
+            based_on: None,
             key: &key,
             expected: 3,
             body: Some(&b),
@@ -523,6 +527,7 @@ fn guarded_writers_queue_behind_a_waiting_write_of_the_guard_key() {
         let b = body(json!({"attributes": []}));
         let outcome = backend
             .commit(&Commit {
+                based_on: None,
                 key: &schema_key(),
                 expected: 0,
                 body: Some(&b),
@@ -690,6 +695,7 @@ fn a_guard_on_the_committed_key_itself_does_not_deadlock() {
         let key = Key::new_reserved("_schema", "models").unwrap();
         let b = body(json!({}));
         let commit = |expected, guard| Commit {
+            based_on: None,
             key: &key,
             expected,
             body: Some(&b),

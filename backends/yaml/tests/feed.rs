@@ -473,6 +473,7 @@ fn guarded_commit(backend: &YamlBackend, key: &Key, expected: u64, guard: u64) -
     let body = std::sync::Arc::new(serde_json::Map::new());
     backend
         .commit(&Commit {
+            based_on: None,
             key,
             expected,
             body: Some(&body),
@@ -593,6 +594,7 @@ fn guarded_writers_guard_writers_and_readers_never_deadlock() {
                 let body = std::sync::Arc::new(serde_json::Map::new());
                 for expected in 0..rounds / 3 {
                     let commit = Commit {
+                        based_on: None,
                         key: &schema,
                         expected,
                         body: Some(&body),

@@ -348,3 +348,32 @@ fn two_hand_edits_without_a_commit_between_are_one_implicit_revision() {
     assert_eq!(first.revision, second.revision);
     assert_ne!(first.body, second.body);
 }
+
+#[test]
+fn a_write_never_overwrites_a_second_hand_edit_under_the_same_revision() {
+    // The handle remembers the first edit (it read it) and starts its next
+    // write from it; the commit must notice that the file changed under
+    // the same implicit revision and apply the patch to the second edit.
+    let dir = TempDir::new().unwrap();
+    let s = store(dir.path());
+    s.create("models", "m", json!({"v": "original"})).unwrap();
+    let path = file(dir.path(), "models", "m");
+    edit(&path, "v: original", "v: first edit");
+    assert_eq!(body(&s, "models", "m"), (2, json!({"v": "first edit"})));
+    edit(&path, "v: first edit", "v: second edit");
+    let doc = s
+        .patch(
+            "models",
+            "m",
+            &Patch::Merge(json!({"owner": "ann"})),
+            Precondition::Any,
+        )
+        .unwrap();
+    assert_eq!(doc.revision, 3);
+    let expected = json!({"v": "second edit", "owner": "ann"});
+    assert_eq!(
+        Value::Object(std::sync::Arc::unwrap_or_clone(doc.body)),
+        expected
+    );
+    assert_eq!(body(&s, "models", "m"), (3, expected));
+}

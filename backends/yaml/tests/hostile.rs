@@ -319,6 +319,7 @@ fn every_hostile_file_is_refused_end_to_end_and_left_unchanged() {
         for expected in [0, 1, 2] {
             for body in [Some(&new_body), None] {
                 let commit = Commit {
+                    based_on: None,
                     key: &key,
                     expected,
                     body,

@@ -35,7 +35,7 @@ pub enum Floor {
     /// SQLite: the same table, pragmas and conditional update.
     Sql {
         /// A database of its own for the writes.
-        writes: RawSqlite,
+        writes: Box<RawSqlite>,
         /// A connection to the store's database for reads and listings.
         store: RawSqlite,
         /// The JSON text revstore-sqlite stores for the sample document.
@@ -83,7 +83,7 @@ impl Floor {
             }
             Kind::Sqlite => {
                 let json = serde_json::Value::Object(body).to_string();
-                let writes = RawSqlite::open(&dir.join("raw.sqlite"), config.durability)?;
+                let writes = Box::new(RawSqlite::open(&dir.join("raw.sqlite"), config.durability)?);
                 let store = RawSqlite::open(location, config.durability)?;
                 Floor::Sql {
                     writes,
@@ -121,8 +121,9 @@ impl Floor {
         }
     }
 
-    /// For SQLite, [`RawSqlite::update_with_feed`]: the statements revstore's
-    /// read-then-commit write needs, raw. `None` for other backends.
+    /// The floor of a revstore write's own design, raw: for SQLite
+    /// [`RawSqlite::update_with_feed`], for YAML
+    /// [`RawFile::write_with_feed`]. `None` for memory.
     ///
     /// # Errors
     /// SQLite's errors.
@@ -135,7 +136,8 @@ impl Floor {
             Floor::Sql { writes, json, .. } => {
                 Some(writes.update_with_feed(collection, name, json).map(drop))
             }
-            _ => None,
+            Floor::File { file, bytes, .. } => Some(file.write_with_feed(name, bytes)),
+            Floor::Map { .. } => None,
         }
     }
 

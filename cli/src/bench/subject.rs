@@ -156,6 +156,10 @@ impl StorageBackend for Counting {
         self.inner.read(key)
     }
 
+    fn read_cached(&self, key: &Key) -> Option<Record> {
+        self.inner.read_cached(key)
+    }
+
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
         let outcome = self.inner.commit(commit)?;
         if outcome != CommitOutcome::Committed {
