@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use revstore::{Change, ChangeKind, Error, Key, Result};
 
-use crate::fs::{FileLock, Fs, LockMode};
+use crate::fs::{FileId, FileLock, Fs, LockMode};
 use crate::log_line;
 
 /// The backend's own folder under the root; its leading `.` keeps it apart
@@ -56,6 +56,9 @@ struct Tail {
     segment: Segment,
     /// Open for reading and appending.
     file: File,
+    /// Its identity, read when it was opened: it never changes, so whether
+    /// the segment's path still names it takes a `stat` of the path alone.
+    id: FileId,
     /// The length of its complete lines.
     len: u64,
     /// The seq of its last line (`first - 1` when it has none).
@@ -313,13 +316,14 @@ impl ChangeLog {
     /// segment was started), so the caller looks afresh.
     fn check_tail(&self, mut tail: Tail) -> Result<Option<Tail>> {
         let path = tail.segment.path.clone();
-        let stat = self.fs.stat_file(&tail.file, &path)?;
-        if !stat.linked || stat.len < tail.len {
-            return Ok(None);
-        }
+        // When the path names the open file, its length is the file's.
+        let len = match self.fs.stat_path(&path)? {
+            Some(stat) if stat.id == tail.id && stat.len >= tail.len => stat.len,
+            _ => return Ok(None),
+        };
         // The last line known, and whatever follows it.
         let from = tail.len - tail.last_line.len() as u64;
-        let bytes = self.fs.read_range(&tail.file, &path, from, stat.len)?;
+        let bytes = self.fs.read_range(&tail.file, &path, from, len)?;
         let Some(added) = bytes.strip_prefix(tail.last_line.as_slice()) else {
             return Ok(None);
         };
@@ -375,9 +379,11 @@ impl ChangeLog {
             None => Vec::new(),
         };
         let file = self.fs.open_append(&newest.path)?;
+        let id = self.fs.file_id(&file, &newest.path)?;
         Ok(Some(Tail {
             segment: newest,
             file,
+            id,
             len: text.complete as u64,
             last,
             last_line,
@@ -535,6 +541,7 @@ impl PendingChange<'_> {
             }
             Target::New(segment) => {
                 let mut file = log.fs.open_append(&segment.path)?;
+                let id = log.fs.file_id(&file, &segment.path)?;
                 let mut written = log.fs.append(&mut file, &segment.path, &line, log.sync);
                 self.appended = Some(line);
                 if written.is_ok() && log.sync {
@@ -544,6 +551,7 @@ impl PendingChange<'_> {
                     started = Some(Tail {
                         segment: segment.clone(),
                         file,
+                        id,
                         len: 0,
                         last: self.seq - 1,
                         last_line: Vec::new(),

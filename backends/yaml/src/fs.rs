@@ -58,9 +58,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn create_new(&self, path: &Path) -> io::Result<File>;
     /// Opens a file for reading and appending, creating it when missing.
     fn open_append(&self, path: &Path) -> io::Result<File>;
-    /// The length of `file` (opened by this file system from `path`) and
-    /// whether `path` still names it (not removed, moved away or replaced).
-    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat>;
+    /// The identity of `file` (opened by this file system from `path`),
+    /// which stays the same for as long as it is open (`fstat`).
+    fn file_id(&self, file: &File, path: &Path) -> io::Result<FileId>;
+    /// The identity and length of the file `path` names now, following
+    /// symbolic links (`stat`); `NotFound` when it names none.
+    fn stat_path(&self, path: &Path) -> io::Result<PathStat>;
     /// Fills `buf` from `file` (opened for reading by this file system from
     /// `path`) at `offset`, leaving its position alone; `UnexpectedEof`
     /// when the file ends first.
@@ -90,14 +93,43 @@ pub struct DirEntry {
     pub is_dir: bool,
 }
 
-/// What [`FileSystem::stat_file`] tells of an open file.
+/// Which file a path names or a [`File`] has open: equal for the same
+/// file, different for another one. An open file's identity never
+/// changes, so it is read once when the file is opened; whether a path
+/// still names that file then takes one `stat` of the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStat {
+pub struct FileId {
+    /// The device and inode numbers.
+    #[cfg(unix)]
+    dev_ino: (u64, u64),
+    // Elsewhere std offers no stable identity, so any file matches: only a
+    // path that names no file at all is taken for one moved away.
+}
+
+impl FileId {
+    /// The identity in `metadata`.
+    #[cfg(unix)]
+    pub fn of(metadata: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev_ino: (metadata.dev(), metadata.ino()),
+        }
+    }
+
+    /// The identity in `metadata`.
+    #[cfg(not(unix))]
+    pub fn of(_metadata: &std::fs::Metadata) -> FileId {
+        FileId {}
+    }
+}
+
+/// What [`FileSystem::stat_path`] tells of the file a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathStat {
+    /// Which file it is.
+    pub id: FileId,
     /// Its length in bytes.
     pub len: u64,
-    /// Whether the path it was opened from still names it: `false` once it
-    /// was removed, moved away or replaced.
-    pub linked: bool,
 }
 
 /// How a lock file is locked.
@@ -212,25 +244,24 @@ impl FileSystem for RealFs {
             .open(path)
     }
 
-    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
-        let metadata = file.metadata()?;
-        // The path, not the link count: a file moved away by hand is still
-        // linked, but whoever opens the path now gets another one.
+    fn file_id(&self, file: &File, _path: &Path) -> io::Result<FileId> {
         #[cfg(unix)]
-        let linked = {
-            use std::os::unix::fs::MetadataExt;
-            match std::fs::metadata(path) {
-                Ok(named) => named.dev() == metadata.dev() && named.ino() == metadata.ino(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => return Err(e),
-            }
-        };
-        // Elsewhere an open file cannot be removed.
+        {
+            file.metadata().map(|metadata| FileId::of(&metadata))
+        }
+        // Nothing to read: every file has the same identity there.
         #[cfg(not(unix))]
-        let linked = true;
-        Ok(FileStat {
+        {
+            let _ = file;
+            Ok(FileId {})
+        }
+    }
+
+    fn stat_path(&self, path: &Path) -> io::Result<PathStat> {
+        let metadata = std::fs::metadata(path)?;
+        Ok(PathStat {
+            id: FileId::of(&metadata),
             len: metadata.len(),
-            linked,
         })
     }
 
@@ -321,12 +352,19 @@ pub struct KeptLockFiles {
 
 #[derive(Debug, Default)]
 struct KeptFiles {
-    by_path: HashMap<PathBuf, Vec<File>>,
+    by_path: HashMap<PathBuf, Vec<LockFile>>,
     count: usize,
 }
 
+/// An open lock file and its identity, read once when it was opened.
+#[derive(Debug)]
+struct LockFile {
+    file: File,
+    id: FileId,
+}
+
 impl KeptLockFiles {
-    fn take(&self, path: &Path) -> Option<File> {
+    fn take(&self, path: &Path) -> Option<LockFile> {
         let mut kept = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         let file = kept.by_path.get_mut(path)?.pop()?;
         kept.count -= 1;
@@ -334,7 +372,7 @@ impl KeptLockFiles {
     }
 
     /// Keeps an unlocked file, or closes it when enough are kept.
-    fn put(&self, path: PathBuf, file: File) {
+    fn put(&self, path: PathBuf, file: LockFile) {
         let mut kept = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         if kept.count >= MAX_KEPT_LOCK_FILES {
             return;
@@ -357,18 +395,19 @@ impl KeptLockFiles {
 #[derive(Debug)]
 pub struct FileLock {
     file: Option<File>,
-    /// Where to give the file back, and its path; `None`: just close it.
-    keep: Option<(Fs, PathBuf)>,
+    /// Where to give the file back, its path and its identity; `None`:
+    /// just close it.
+    keep: Option<(Fs, PathBuf, FileId)>,
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        let (Some(file), Some((fs, path))) = (self.file.take(), self.keep.take()) else {
+        let (Some(file), Some((fs, path, id))) = (self.file.take(), self.keep.take()) else {
             return;
         };
         // A file that cannot be unlocked is closed, which unlocks it.
         if fs.0.unlock(&file, &path).is_ok() {
-            fs.1.put(path, file);
+            fs.1.put(path, LockFile { file, id });
         }
     }
 }
@@ -461,23 +500,28 @@ impl Fs {
         loop {
             let (file, kept) = match self.1.take(path) {
                 Some(file) => (file, true),
-                None => (
-                    self.0
+                None => {
+                    let file = self
+                        .0
                         .open_lock_file(path, true)
-                        .map_err(|e| Error::io("open lock file", path, e))?,
-                    false,
-                ),
+                        .map_err(|e| Error::io("open lock file", path, e))?;
+                    let id = self.file_id(&file, path)?;
+                    (LockFile { file, id }, false)
+                }
             };
             // On failure the file is closed, which releases any lock.
             self.0
-                .lock(&file, path, mode)
+                .lock(&file.file, path, mode)
                 .map_err(|e| Error::io("lock", path, e))?;
             // Checked once locked: from then on, whoever takes the lock
-            // through the path waits for this hold.
-            if self.stat_file(&file, path)?.linked {
+            // through the path waits for this hold. The path, not the link
+            // count: a file moved away by hand is still linked, but
+            // whoever opens the path now gets another one.
+            let named = self.stat_path(path)?.map(|stat| stat.id);
+            if named == Some(file.id) {
                 return Ok(FileLock {
-                    file: Some(file),
-                    keep: Some((self.clone(), path.to_owned())),
+                    file: Some(file.file),
+                    keep: Some((self.clone(), path.to_owned(), file.id)),
                 });
             }
             // Removed or moved away by hand since it was opened (kept, or
@@ -592,11 +636,22 @@ impl Fs {
         Ok(())
     }
 
-    /// The length of an open file and whether its path still names it.
-    pub fn stat_file(&self, file: &File, path: &Path) -> Result<FileStat> {
+    /// The identity of a file this file system opened from `path`; it
+    /// never changes while the file is open.
+    pub fn file_id(&self, file: &File, path: &Path) -> Result<FileId> {
         self.0
-            .stat_file(file, path)
+            .file_id(file, path)
             .map_err(|e| Error::io("stat", path, e))
+    }
+
+    /// The identity and length of the file `path` names now; `None` when
+    /// it names none.
+    pub fn stat_path(&self, path: &Path) -> Result<Option<PathStat>> {
+        match self.0.stat_path(path) {
+            Ok(stat) => Ok(Some(stat)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", path, e)),
+        }
     }
 
     /// The bytes of an open file from `offset` to `end`.
@@ -763,8 +818,11 @@ mod tests {
         fn open_append(&self, path: &Path) -> io::Result<File> {
             RealFs.open_append(path)
         }
-        fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
-            RealFs.stat_file(file, path)
+        fn file_id(&self, file: &File, path: &Path) -> io::Result<FileId> {
+            RealFs.file_id(file, path)
+        }
+        fn stat_path(&self, path: &Path) -> io::Result<PathStat> {
+            RealFs.stat_path(path)
         }
         fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
             RealFs.read_at(file, path, offset, buf)

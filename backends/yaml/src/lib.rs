@@ -325,7 +325,7 @@ pub use changelog::{MAX_SEGMENT_CHANGES, STATE_DIR};
 pub use codec::{MAX_DEPTH, MAX_REVISION};
 use fs::Fs;
 #[cfg(feature = "testkit")]
-pub use fs::{DirEntry, FileStat, FileSystem, LockMode, RealFs};
+pub use fs::{DirEntry, FileId, FileSystem, LockMode, PathStat, RealFs};
 
 /// Options of a [`YamlBackend`]. Build one with struct-update syntax,
 /// `YamlOptions { durability, ..YamlOptions::default() }`, so options added

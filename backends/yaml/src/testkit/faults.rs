@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::fs::{DirEntry, FileStat, FileSystem, LockMode};
+use crate::fs::{DirEntry, FileId, FileSystem, LockMode, PathStat};
 
 /// The kinds of operation a fault can target, one per [`FileSystem`]
 /// method.
@@ -31,7 +31,8 @@ pub enum OpKind {
     CreateTemp,
     /// [`FileSystem::open_append`] (a feed segment).
     OpenAppend,
-    /// [`FileSystem::stat_file`] (a feed segment kept open).
+    /// [`FileSystem::file_id`] and [`FileSystem::stat_path`] (a lock file
+    /// or feed segment just opened, and whether its path still names it).
     StatFile,
     /// [`FileSystem::write`]; a failing write first writes half its bytes,
     /// as a full disk can.
@@ -241,9 +242,14 @@ impl FileSystem for FaultyFs {
         self.inner.open_append(path)
     }
 
-    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
+    fn file_id(&self, file: &File, path: &Path) -> io::Result<FileId> {
         self.check(OpKind::StatFile, path)?;
-        self.inner.stat_file(file, path)
+        self.inner.file_id(file, path)
+    }
+
+    fn stat_path(&self, path: &Path) -> io::Result<PathStat> {
+        self.check(OpKind::StatFile, path)?;
+        self.inner.stat_path(path)
     }
 
     fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {

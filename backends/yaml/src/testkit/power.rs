@@ -23,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::fs::{DirEntry, FileStat, FileSystem, LockMode};
+use crate::fs::{DirEntry, FileId, FileSystem, LockMode, PathStat};
 
 /// One operation that changes the disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +178,12 @@ impl FileSystem for RecordingFs {
         Ok(file)
     }
 
-    fn stat_file(&self, file: &File, path: &Path) -> io::Result<FileStat> {
-        self.inner.stat_file(file, path)
+    fn file_id(&self, file: &File, path: &Path) -> io::Result<FileId> {
+        self.inner.file_id(file, path)
+    }
+
+    fn stat_path(&self, path: &Path) -> io::Result<PathStat> {
+        self.inner.stat_path(path)
     }
 
     fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
