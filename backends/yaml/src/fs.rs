@@ -774,6 +774,9 @@ mod tests {
         // Moved, not removed: the kept file is still linked, under another
         // name, and whoever opens the path now locks a file of its own.
         std::fs::rename(&path, dir.path().join(".doc.lock.old")).unwrap();
+        // Another writer has opened the path since, so it names a file:
+        // just another one than the kept file.
+        let _opened = File::create(&path).unwrap();
         let held = fs.lock(&path, LockMode::Exclusive).unwrap();
         assert_a_writer_through_the_path_is_excluded(&path);
         drop(held);

@@ -370,6 +370,36 @@ fn handles_with_other_retentions_keep_one_feed() {
     assert_eq!(shape, expected[retained_after as usize..]);
 }
 
+/// A handle keeps the newest segment open between its commits. One
+/// replaced by hand with a copy of itself (as an editor saving through a
+/// rename does) looks the same by length and content, but appending to the
+/// kept file would write to one no path names: the change would be lost.
+#[test]
+fn a_segment_replaced_by_a_copy_is_appended_to_under_its_name() {
+    let dir = TempDir::new().unwrap();
+    let s = open(dir.path(), Durability::Relaxed, 100);
+    s.create("c", "a", json!({})).unwrap();
+    s.create("c", "b", json!({})).unwrap();
+    let segment = segments(dir.path())[0].1.clone();
+    let copy = segment.with_extension("copy");
+    std::fs::copy(&segment, &copy).unwrap();
+    std::fs::rename(&copy, &segment).unwrap();
+    s.replace("c", "a", json!({"x": 1}), Precondition::Any)
+        .unwrap();
+    let changes = s.changes_since(0, 10).unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.seq, c.key.name().to_owned(), c.revision))
+            .collect::<Vec<_>>(),
+        [
+            (1, "a".to_owned(), 1),
+            (2, "b".to_owned(), 1),
+            (3, "a".to_owned(), 2)
+        ]
+    );
+}
+
 /// Deleting the whole `.revstore` folder restarts the seqs at 1 (the crate
 /// docs say not to); a handle that knew the old segment must not append
 /// to it, and one that knew the folders made them again.
