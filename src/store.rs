@@ -48,6 +48,18 @@ pub struct StoreOptions {
 ///   the backend); many threads, handles and processes may use the same
 ///   location at once, as the backend documents.
 ///
+/// # Cost of a write
+/// A write usually does not read the key first: it starts from the record
+/// this handle last read or wrote, as the backend remembers it
+/// ([`StorageBackend::read_cached`]), and commits conditionally on it. If
+/// another writer got there first, the commit is refused, and the write
+/// reads and starts again (a closure passed to [`update`](Store::update)
+/// may therefore see the older body first). Anything but a commit —
+/// a precondition failure, [`Error::NotFound`], a schema refusal — is only
+/// reported after a fresh read confirms it. A key that keeps proving
+/// stale (other handles or processes write it too) is read before each
+/// write until writes by this handle alone resume.
+///
 /// # Example
 /// ```
 /// use revstore::{MemoryBackend, Patch, Precondition, Store};
