@@ -6,7 +6,8 @@
 //!
 //! For SQLite, P processes on a key each are also measured without
 //! revstore: raw conditional `UPDATE`s of a row each in a database of
-//! their own, with revstore's pragmas, in rounds interleaved with
+//! their own, with revstore's pragmas, polling for the write lock as
+//! revstore does and never checkpointing, in rounds interleaved with
 //! revstore's. SQLite lets one writer at a time commit to a file, and
 //! processes cannot share a commit, so each commit waits for its own WAL
 //! sync in turn; the raw rows measure how far that lets processes scale

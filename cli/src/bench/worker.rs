@@ -247,6 +247,7 @@ pub fn run(args: &WorkerArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 )));
             }
             let mut raw = RawSqlite::open(&args.path, config.durability)?;
+            raw.poll_for_locks()?;
             let body = body_of_size(1 << 10).to_string();
             raw.put(&args.collection, &args.key, &body)?;
             say(out, "ready\n".to_owned())?;
