@@ -7,11 +7,11 @@
 //! For SQLite, P processes on a key each are also measured without
 //! revstore: raw conditional `UPDATE`s of a row each in a database of
 //! their own, with revstore's pragmas, polling for the write lock as
-//! revstore does and never checkpointing, in rounds interleaved with
-//! revstore's. SQLite lets one writer at a time commit to a file, and
-//! processes cannot share a commit, so each commit waits for its own WAL
-//! sync in turn; the raw rows measure how far that lets processes scale
-//! at all, beside what revstore gets.
+//! revstore does, in rounds interleaved with revstore's. SQLite lets one
+//! writer at a time commit to a file, and processes cannot share a
+//! commit, so each commit waits for its own WAL sync in turn; the raw rows
+//! measure how far that lets processes scale on this disk at this moment,
+//! beside what revstore gets.
 //!
 //! Lost races are counted by a backend wrapper: `retries` are commits that
 //! lost and were re-applied by the engine (patches without a precondition),
@@ -259,6 +259,10 @@ fn measure(
 struct RawBaseline {
     path: PathBuf,
     counts: Vec<usize>,
+    /// A connection kept open between rounds, as the parent keeps the
+    /// store's, so that the WAL file is reused rather than made anew by
+    /// every round's first commit.
+    _held: RawSqlite,
 }
 
 /// For SQLite processes on a key each, the raw baseline: measured with
@@ -275,7 +279,7 @@ fn raw_baseline(
     let path = setup.dir.join("raw-procs.sqlite");
     // Created here, so that the first processes do not race to switch a
     // new file to WAL.
-    drop(RawSqlite::open(&path, setup.config.durability)?);
+    let held = RawSqlite::open(&path, setup.config.durability)?;
     let mut raw_counts = vec![1];
     if let Some(&most) = counts
         .iter()
@@ -287,6 +291,7 @@ fn raw_baseline(
     Ok(Some(RawBaseline {
         path,
         counts: raw_counts,
+        _held: held,
     }))
 }
 
