@@ -48,6 +48,18 @@ pub struct StoreOptions {
 ///   the backend); many threads, handles and processes may use the same
 ///   location at once, as the backend documents.
 ///
+/// # Cost of a write
+/// A write usually does not read the key first: it starts from the record
+/// this handle last read or wrote, as the backend remembers it
+/// ([`StorageBackend::read_cached`]), and commits conditionally on it. If
+/// another writer got there first, the commit is refused, and the write
+/// reads and starts again (a closure passed to [`update`](Store::update)
+/// may therefore see the older body first). Anything but a commit —
+/// a precondition failure, [`Error::NotFound`], a schema refusal — is only
+/// reported after a fresh read confirms it. A key that keeps proving
+/// stale (other handles or processes write it too) is read before each
+/// write until writes by this handle alone resume.
+///
 /// # Example
 /// ```
 /// use revstore::{MemoryBackend, Patch, Precondition, Store};
@@ -561,6 +573,9 @@ impl Store {
         // Whether the next attempt may start from the record the backend
         // remembers instead of reading the key.
         let mut guessing = self.guesses.may_guess(key);
+        // The schema an attempt that only found its guess stale used, for
+        // the next attempt to use again: nothing about the schema changed.
+        let mut carried_schema = None;
         loop {
             // The write is validated against a schema revision and its
             // commit is guarded on that revision: if the schema is not (or
@@ -568,13 +583,16 @@ impl Store {
             // refused and the write starts over from a fresh read of the
             // schema. So the schema last seen by this handle is a safe
             // starting point, and the common write reads no schema at all.
-            let (schema, schema_is_fresh) = match &schema_key {
-                Some(schema_key) if reread_schema => (Some(self.load_schema(schema_key)?), true),
-                Some(schema_key) => {
+            let (schema, schema_is_fresh) = match (carried_schema.take(), &schema_key) {
+                (Some(carried), _) => carried,
+                (None, Some(schema_key)) if reread_schema => {
+                    (Some(self.load_schema(schema_key)?), true)
+                }
+                (None, Some(schema_key)) => {
                     let (loaded, fresh) = self.starting_schema(schema_key)?;
                     (Some(loaded), fresh)
                 }
-                None => (None, true),
+                (None, None) => (None, true),
             };
             // Bodies are shared: a replace or a delete never copies the old
             // body, a patch or an update copies it once, to change it.
@@ -589,6 +607,7 @@ impl Store {
                     if guessed {
                         self.guesses.missed(key);
                         guessing = false;
+                        carried_schema = Some((schema.clone(), schema_is_fresh));
                         continue;
                     }
                     return Err($refusal);
@@ -658,6 +677,7 @@ impl Store {
                 CommitOutcome::Conflict { .. } if guessed => {
                     self.guesses.missed(key);
                     guessing = false;
+                    carried_schema = Some((schema.clone(), schema_is_fresh));
                     continue;
                 }
                 CommitOutcome::Conflict { actual } => {
@@ -702,11 +722,33 @@ mod tests {
     use super::*;
     use crate::memory::MemoryBackend;
 
-    /// The memory backend, counting reads of schema documents.
-    #[derive(Debug, Default)]
+    /// The memory backend plus a per-handle memory of the records read and
+    /// committed, like the YAML and SQLite backends' caches (a read of an
+    /// unchanged record hands out the remembered one), counting the reads
+    /// of schema documents and of other documents.
+    #[derive(Debug)]
     struct CountingBackend {
         inner: MemoryBackend,
+        remembered: std::sync::Mutex<HashMap<Key, Record>>,
         schema_reads: AtomicUsize,
+        document_reads: AtomicUsize,
+    }
+
+    impl CountingBackend {
+        fn on(inner: &MemoryBackend) -> Arc<CountingBackend> {
+            Arc::new(CountingBackend {
+                inner: inner.clone(),
+                remembered: Default::default(),
+                schema_reads: AtomicUsize::new(0),
+                document_reads: AtomicUsize::new(0),
+            })
+        }
+        fn schema_reads(&self) -> usize {
+            self.schema_reads.load(Ordering::SeqCst)
+        }
+        fn document_reads(&self) -> usize {
+            self.document_reads.load(Ordering::SeqCst)
+        }
     }
 
     impl StorageBackend for CountingBackend {
@@ -714,13 +756,39 @@ mod tests {
             "counting"
         }
         fn read(&self, key: &Key) -> Result<Option<Record>> {
-            if key.collection() == SCHEMA_COLLECTION {
-                self.schema_reads.fetch_add(1, Ordering::SeqCst);
+            let counter = match key.collection() {
+                SCHEMA_COLLECTION => &self.schema_reads,
+                _ => &self.document_reads,
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let Some(fresh) = self.inner.read(key)? else {
+                return Ok(None);
+            };
+            let mut remembered = self.remembered.lock().unwrap();
+            match remembered.get(key) {
+                Some(known) if *known == fresh => Ok(Some(known.clone())),
+                _ => {
+                    remembered.insert(key.clone(), fresh.clone());
+                    Ok(Some(fresh))
+                }
             }
-            self.inner.read(key)
+        }
+        fn read_cached(&self, key: &Key) -> Option<Record> {
+            self.remembered.lock().unwrap().get(key).cloned()
         }
         fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
-            self.inner.commit(commit)
+            let outcome = self.inner.commit(commit)?;
+            if outcome == CommitOutcome::Committed {
+                let record = Record {
+                    revision: commit.new_revision(),
+                    body: commit.body.cloned(),
+                };
+                self.remembered
+                    .lock()
+                    .unwrap()
+                    .insert(commit.key.clone(), record);
+            }
+            Ok(outcome)
         }
         fn list(&self, collection: &str) -> Result<Vec<Entry>> {
             self.inner.list(collection)
@@ -735,8 +803,8 @@ mod tests {
 
     #[test]
     fn writes_start_from_the_schema_last_seen_and_reread_only_when_it_moved() {
-        let backend = Arc::new(CountingBackend::default());
-        let reads = |b: &CountingBackend| b.schema_reads.load(Ordering::SeqCst);
+        let backend = CountingBackend::on(&MemoryBackend::new());
+        let reads = |b: &CountingBackend| b.schema_reads();
         let store = Store::with_options(backend.clone(), StoreOptions::default());
         let admin = Store::with_options(backend.clone(), StoreOptions::default());
         admin
@@ -783,84 +851,10 @@ mod tests {
         assert_eq!(reads(&backend) - before, 1);
     }
 
-    /// The memory backend plus a per-handle memory of the records read and
-    /// committed, like the YAML and SQLite backends' caches: a read of an
-    /// unchanged record hands out the remembered one.
-    #[derive(Debug)]
-    struct RememberingBackend {
-        inner: MemoryBackend,
-        remembered: std::sync::Mutex<HashMap<Key, Record>>,
-        reads: AtomicUsize,
-    }
-
-    impl RememberingBackend {
-        fn on(inner: &MemoryBackend) -> Arc<RememberingBackend> {
-            Arc::new(RememberingBackend {
-                inner: inner.clone(),
-                remembered: Default::default(),
-                reads: AtomicUsize::new(0),
-            })
-        }
-        fn reads(&self) -> usize {
-            self.reads.load(Ordering::SeqCst)
-        }
-    }
-
-    impl StorageBackend for RememberingBackend {
-        fn kind(&self) -> &'static str {
-            "remembering"
-        }
-        fn read(&self, key: &Key) -> Result<Option<Record>> {
-            if !key.is_reserved() {
-                self.reads.fetch_add(1, Ordering::SeqCst);
-            }
-            let Some(fresh) = self.inner.read(key)? else {
-                return Ok(None);
-            };
-            let mut remembered = self.remembered.lock().unwrap();
-            match remembered.get(key) {
-                Some(known) if *known == fresh => Ok(Some(known.clone())),
-                _ => {
-                    remembered.insert(key.clone(), fresh.clone());
-                    Ok(Some(fresh))
-                }
-            }
-        }
-        fn read_cached(&self, key: &Key) -> Option<Record> {
-            self.remembered.lock().unwrap().get(key).cloned()
-        }
-        fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
-            let outcome = self.inner.commit(commit)?;
-            if outcome == CommitOutcome::Committed {
-                let record = Record {
-                    revision: commit.new_revision(),
-                    body: commit.body.cloned(),
-                };
-                self.remembered
-                    .lock()
-                    .unwrap()
-                    .insert(commit.key.clone(), record);
-            }
-            Ok(outcome)
-        }
-        fn list(&self, collection: &str) -> Result<Vec<Entry>> {
-            self.inner.list(collection)
-        }
-        fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
-            self.inner.changes_since(after, limit)
-        }
-        fn last_seq(&self) -> Result<u64> {
-            self.inner.last_seq()
-        }
-    }
-
     #[test]
     fn writes_start_from_the_remembered_record_until_it_proves_stale() {
         let shared = MemoryBackend::new();
-        let (a, b) = (
-            RememberingBackend::on(&shared),
-            RememberingBackend::on(&shared),
-        );
+        let (a, b) = (CountingBackend::on(&shared), CountingBackend::on(&shared));
         let store_a = Store::with_options(a.clone(), StoreOptions::default());
         let store_b = Store::with_options(b.clone(), StoreOptions::default());
         let merge = |store: &Store, field: &str, n: i64| {
@@ -879,7 +873,7 @@ mod tests {
         for n in 0..20 {
             merge(&store_a, "a", n);
         }
-        assert_eq!(a.reads(), 1);
+        assert_eq!(a.document_reads(), 1);
 
         // Another handle writes: A's guess is refused, A reads and keeps
         // both changes.
@@ -893,18 +887,18 @@ mod tests {
                 .cloned()
                 .unwrap()
         );
-        assert_eq!(a.reads(), 2);
+        assert_eq!(a.document_reads(), 2);
 
         // A reads before each write until several in a row show the guess
         // would have been right, then guesses again.
         for n in 0..4 {
             merge(&store_a, "a", n);
         }
-        assert_eq!(a.reads(), 6);
+        assert_eq!(a.document_reads(), 6);
         for n in 0..10 {
             merge(&store_a, "a", n);
         }
-        assert_eq!(a.reads(), 6);
+        assert_eq!(a.document_reads(), 6);
 
         // A refusal decided on a guess is decided again on a fresh read:
         // the document was deleted and re-created elsewhere.

@@ -194,6 +194,11 @@ pub struct PostgresBackend {
     /// Started by the first watcher; `None` if no thread could be started
     /// (waiting then just sleeps).
     listener: OnceLock<Option<Listener>>,
+    /// Records this handle read or wrote, by the exact body text stored: a
+    /// read of an unchanged row shares the body instead of parsing it, and
+    /// a write starts from the record remembered instead of a round trip
+    /// to read it (see `StorageBackend::read_cached`).
+    decoded: revstore::DecodeCache,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -266,6 +271,21 @@ enum Next {
 }
 
 impl PostgresBackend {
+    /// Remembers what `commit` wrote, stored as `text` (`None`: a delete).
+    fn remember_committed(&self, commit: &Commit<'_>, text: Option<&str>) {
+        match (commit.body, text) {
+            (Some(body), Some(text)) => self.decoded.insert(
+                commit.key,
+                text.as_bytes(),
+                Record {
+                    revision: commit.new_revision(),
+                    body: Some(std::sync::Arc::clone(body)),
+                },
+            ),
+            _ => self.decoded.forget(commit.key),
+        }
+    }
+
     /// Opens the store at `url` (see the [crate documentation](crate) for
     /// the URL's form), creating its tables when missing.
     ///
@@ -319,6 +339,7 @@ impl PostgresBackend {
             retain_changes: options.retain_changes,
             connect_timeout,
             listener: OnceLock::new(),
+            decoded: revstore::DecodeCache::default(),
         };
         let namespace = backend.namespace.clone();
         backend.run(
@@ -760,10 +781,21 @@ impl revstore::StorageBackend for PostgresBackend {
                     .query_opt(&select, &[&key.collection(), &key.name()])?;
                 match found {
                     None => Ok(None),
-                    Some(row) => Ok(Some(row::record(&row, &self.namespace, key)?)),
+                    Some(row) => Ok(Some(row::record(
+                        &row,
+                        &self.namespace,
+                        key,
+                        &self.decoded,
+                    )?)),
                 }
             },
         )
+    }
+
+    fn read_cached(&self, key: &Key) -> Option<Record> {
+        // Every write through revstore bumps the revision, which the commit
+        // is conditional on, so a remembered record is a safe start.
+        self.decoded.peek(key)
     }
 
     fn commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome> {
@@ -791,6 +823,9 @@ impl revstore::StorageBackend for PostgresBackend {
                     if let Some(seq) = seq {
                         self.prune(&mut conn, seq);
                     }
+                    if outcome == CommitOutcome::Committed {
+                        self.remember_committed(commit, body.as_deref());
+                    }
                     return Ok(outcome);
                 }
                 Err(CommitFailure::Final(e)) => return Err(e),
@@ -805,7 +840,10 @@ impl revstore::StorageBackend for PostgresBackend {
                         let process = conn.server_process.clone();
                         drop(conn);
                         match self.settle(commit, &token, &process) {
-                            Ok(Settled::Committed) => return Ok(CommitOutcome::Committed),
+                            Ok(Settled::Committed) => {
+                                self.remember_committed(commit, body.as_deref());
+                                return Ok(CommitOutcome::Committed);
+                            }
                             Ok(Settled::NotCommitted) if reused && !spent.replaced_dead => {
                                 // Most likely a pooled connection that died
                                 // idle (a server restart): try a fresh one.

@@ -1,7 +1,9 @@
 //! Decoding stored rows, trusting nothing the tables hold.
 
 use postgres::Row;
-use revstore::{Body, Change, ChangeKind, Current, Entry, Error, Key, Record};
+use std::sync::Arc;
+
+use revstore::{Body, Change, ChangeKind, Current, DecodeCache, Entry, Error, Key, Record};
 use serde_json::Value;
 
 /// Where a key's row lives, for [`Error::Corrupt`].
@@ -58,12 +60,39 @@ pub(crate) fn body(
 }
 
 /// A record from a `(revision, body)` row.
-pub(crate) fn record(row: &Row, namespace: &str, key: &Key) -> Result<Record, Error> {
+///
+/// A body whose exact text `decoded` holds is shared from it instead of
+/// parsed again; the revision always comes from the row.
+pub(crate) fn record(
+    row: &Row,
+    namespace: &str,
+    key: &Key,
+    decoded: &DecodeCache,
+) -> Result<Record, Error> {
     let at = || location(namespace, key);
-    Ok(Record {
-        revision: revision(row, 0, at)?,
-        body: body(row, 1, at)?.map(std::sync::Arc::new),
-    })
+    let revision = revision(row, 0, at)?;
+    let text = match row.try_get::<_, Option<&str>>(1) {
+        Ok(Some(text)) => text,
+        // A tombstone, or a column to report through `body`.
+        _ => {
+            decoded.forget(key);
+            return Ok(Record {
+                revision,
+                body: body(row, 1, at)?.map(Arc::new),
+            });
+        }
+    };
+    if let Some(cached) = decoded.lookup(key, text.as_bytes()) {
+        if cached.revision == revision {
+            return Ok(cached);
+        }
+    }
+    let record = Record {
+        revision,
+        body: body(row, 1, at)?.map(Arc::new),
+    };
+    decoded.insert(key, text.as_bytes(), record.clone());
+    Ok(record)
 }
 
 /// The state of a key from a `(revision, body IS NULL)` row.

@@ -54,12 +54,15 @@
 //!   on a read made before the edit fails with [`Error::Conflict`], and a
 //!   patch applies on top of the edit; the next commit writes the stated
 //!   revision + 2 with a fresh seal. Every handle and process agrees,
-//!   because the revision is derived from the file alone. Limits: two
-//!   hand edits with no commit in between are one implicit revision, so a
-//!   writer that read the first edit can overwrite the second; and a file
-//!   restored or copied by hand reads as its stated revision + 1, which may
-//!   be older than revisions already given out — raise its `revision` by
-//!   hand past the newest one used.
+//!   because the revision is derived from the file alone. A write commits
+//!   only if the file still holds exactly what the write was computed from
+//!   (see `Commit::based_on`), so a patch or an update never overwrites a
+//!   second hand edit made after the first was read. Limits: two hand edits
+//!   with no commit in between are one implicit revision, so a
+//!   compare-and-swap on the revision read after the first still succeeds
+//!   after the second; and a file restored or copied by hand reads as its
+//!   stated revision + 1, which may be older than revisions already given
+//!   out — raise its `revision` by hand past the newest one used.
 //! - **Files made by hand** state `revision: 0` and read as revision 1 (a
 //!   create), seal or not. A file without a `digest` line that states any
 //!   other revision is refused as [`Error::Corrupt`]: revstore never writes

@@ -334,23 +334,8 @@ impl RawFile {
     /// # Errors
     /// The file system's errors, naming the file.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), CliError> {
-        let temp = self.dir.join(format!(".{name}.tmp"));
-        let target = self.dir.join(name);
-        let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| io_error("write", &temp, e))?;
-        let full = self.durability == Durability::Full;
-        if full {
-            file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
-        }
-        drop(file);
-        std::fs::rename(&temp, &target).map_err(|e| io_error("rename", &target, e))?;
-        if full {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_error("fsync the folder", &self.dir, e))?;
-        }
-        Ok(())
+        let temp = self.stage(name, bytes)?;
+        self.publish(&temp, name)
     }
 
     /// What [`write`](RawFile::write) does, plus the change-feed line a
@@ -361,38 +346,48 @@ impl RawFile {
     /// # Errors
     /// The file system's errors, naming the file.
     pub fn write_with_feed(&mut self, name: &str, bytes: &[u8]) -> Result<(), CliError> {
-        let temp = self.dir.join(format!(".{name}.tmp"));
-        let target = self.dir.join(name);
+        let temp = self.stage(name, bytes)?;
         let log = self.dir.join("changes.log");
-        let full = self.durability == Durability::Full;
+        let (feed, seq) = match &mut self.feed {
+            Some(open) => open,
+            none => {
+                let opened = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .map_err(|e| io_error("open", &log, e))?;
+                none.insert((opened, 0))
+            }
+        };
+        *seq += 1;
+        let line = format!(
+            "{{\"seq\":{seq},\"collection\":\"c\",\"name\":\"{name}\",\"revision\":{seq},\"kind\":\"updated\"}}\n"
+        );
+        feed.write_all(line.as_bytes())
+            .map_err(|e| io_error("append to", &log, e))?;
+        if self.durability == Durability::Full {
+            feed.sync_all().map_err(|e| io_error("fsync", &log, e))?;
+        }
+        self.publish(&temp, name)
+    }
+
+    /// Writes `bytes` to the temp file of `name` and fsyncs it when full.
+    fn stage(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, CliError> {
+        let temp = self.dir.join(format!(".{name}.tmp"));
         let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
         file.write_all(bytes)
             .map_err(|e| io_error("write", &temp, e))?;
-        if full {
+        if self.durability == Durability::Full {
             file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
         }
-        drop(file);
-        if self.feed.is_none() {
-            let opened = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .map_err(|e| io_error("open", &log, e))?;
-            self.feed = Some((opened, 0));
-        }
-        if let Some((feed, seq)) = self.feed.as_mut() {
-            *seq += 1;
-            let line = format!(
-                "{{\"seq\":{seq},\"collection\":\"c\",\"name\":\"{name}\",\"revision\":{seq},\"kind\":\"updated\"}}\n"
-            );
-            feed.write_all(line.as_bytes())
-                .map_err(|e| io_error("append to", &log, e))?;
-            if full {
-                feed.sync_all().map_err(|e| io_error("fsync", &log, e))?;
-            }
-        }
-        std::fs::rename(&temp, &target).map_err(|e| io_error("rename", &target, e))?;
-        if full {
+        Ok(temp)
+    }
+
+    /// Renames `temp` over `name` and fsyncs the folder when full.
+    fn publish(&self, temp: &Path, name: &str) -> Result<(), CliError> {
+        let target = self.dir.join(name);
+        std::fs::rename(temp, &target).map_err(|e| io_error("rename", &target, e))?;
+        if self.durability == Durability::Full {
             File::open(&self.dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io_error("fsync the folder", &self.dir, e))?;
