@@ -49,6 +49,19 @@ fn quick_json_reports_every_group_with_numbers_and_baselines() {
     for backend in ["memory", "yaml", "sqlite"] {
         assert!(rows.iter().any(|r| r["backend"] == backend), "{backend}");
     }
+    // SQLite's processes on a key each are measured raw beside revstore,
+    // at both durabilities, and compared with the single raw process.
+    for durability in ["full", "relaxed"] {
+        let raw_scaled = rows.iter().any(|r| {
+            r["backend"] == "sqlite"
+                && r["durability"] == durability
+                && r["case"].as_str().is_some_and(|c| {
+                    c.starts_with("own keys raw UPDATE, ") && c != "own keys raw UPDATE, 1 process"
+                })
+                && r["ratio"].is_number()
+        });
+        assert!(raw_scaled, "no raw SQLite process rows at {durability}");
+    }
     let judged = rows.iter().filter(|r| r["met"].is_boolean()).count();
     assert!(judged >= 6, "targets judged: {judged}");
     assert_eq!(report["targets"]["judged"], judged);

@@ -4,6 +4,15 @@
 //! throughput of all writers, compared with the single writer's figure
 //! measured in the same rounds.
 //!
+//! For SQLite, P processes on a key each are also measured without
+//! revstore: raw conditional `UPDATE`s of a row each in a database of
+//! their own, with revstore's pragmas, polling for the write lock as
+//! revstore does, in rounds interleaved with revstore's. SQLite lets one
+//! writer at a time commit to a file, and processes cannot share a
+//! commit, so each commit waits for its own WAL sync in turn; the raw rows
+//! measure how far that lets processes scale on this disk at this moment,
+//! beside what revstore gets.
+//!
 //! Lost races are counted by a backend wrapper: `retries` are commits that
 //! lost and were re-applied by the engine (patches without a precondition),
 //! `conflicts` are compare-and-swaps refused and retried by the CAS loop.
@@ -16,6 +25,7 @@ use revstore::Store;
 use serde_json::Value;
 
 use super::measure::Samples;
+use super::raw::RawSqlite;
 use super::report::{Row, Target, Unit};
 use super::subject::{body_of_size, Config, Counting, Kind};
 use super::worker::{cas_loop, patch_loop, Spawned, Task, WorkerArgs};
@@ -55,6 +65,22 @@ struct Round {
     ops: u64,
     conflicts: u64,
     retries: u64,
+}
+
+impl Round {
+    /// Adds a round's counts to these totals.
+    fn add(&mut self, round: Round) {
+        self.ops += round.ops;
+        self.conflicts += round.conflicts;
+        self.retries += round.retries;
+    }
+
+    /// `row` with these totals' retries and conflicts per operation.
+    fn noted(&self, row: Row) -> Row {
+        let per_op = |n: u64| n as f64 / self.ops.max(1) as f64;
+        row.note("retries/op", per_op(self.retries))
+            .note("conflicts/op", per_op(self.conflicts))
+    }
 }
 
 /// The key writer `w` writes.
@@ -153,8 +179,12 @@ fn measure(
     let plan = ctx.plan.clone();
     let ops = (plan.ops(setup.config) / 3).max(2);
     let counts = plan.writers.clone();
+    let raw = raw_baseline(setup, work, writers, &counts)?;
+    let raw_counts = raw.as_ref().map_or(&[][..], |r| &r.counts[..]);
     let mut samples = vec![Samples::default(); counts.len()];
     let mut totals = vec![Round::default(); counts.len()];
+    let mut raw_samples = vec![Samples::default(); raw_counts.len()];
+    let mut raw_totals = vec![Round::default(); raw_counts.len()];
     let mut round_no = 0usize;
     for _ in 0..plan.contention_samples {
         for (k, &t) in counts.iter().enumerate() {
@@ -162,20 +192,32 @@ fn measure(
             let round = match writers {
                 Writers::Processes => {
                     let start = setup.dir.join(format!("start-{round_no}"));
-                    processes(ctx, setup, work, t, ops, start)?
+                    processes(ctx, setup, work, None, t, ops, start)?
                 }
                 _ => threads(setup, work, writers, t, ops)?,
             };
             samples[k].push_rate(round.ops_per_sec);
-            totals[k].ops += round.ops;
-            totals[k].conflicts += round.conflicts;
-            totals[k].retries += round.retries;
+            totals[k].add(round);
+            // The raw round of the same count follows at once, so both
+            // see the same moment of a noisy machine.
+            if let (Some(raw), Some(j)) = (&raw, raw_counts.iter().position(|&r| r == t)) {
+                round_no += 1;
+                let start = setup.dir.join(format!("start-{round_no}"));
+                let round = processes(ctx, setup, work, Some(&raw.path), t, ops, start)?;
+                raw_samples[j].push_rate(round.ops_per_sec);
+                raw_totals[j].add(round);
+            }
         }
     }
     let single = samples[0].median_rate();
+    let raw_scaling = match (raw_samples.first(), raw_samples.last()) {
+        (Some(one), Some(most)) if raw_counts.len() > 1 => {
+            Some(most.median_rate() / one.median_rate().max(f64::MIN_POSITIVE))
+        }
+        _ => None,
+    };
     let mut rows = Vec::new();
     for (k, &t) in counts.iter().enumerate() {
-        let per_op = |n: u64| n as f64 / totals[k].ops.max(1) as f64;
         let mut row = Row::from_samples(
             GROUP,
             label(work, writers, t),
@@ -184,18 +226,122 @@ fn measure(
             Unit::OpsPerSec,
             &samples[k],
         )
-        .against("1 writer", single)
-        .note("retries/op", per_op(totals[k].retries))
-        .note("conflicts/op", per_op(totals[k].conflicts));
+        .against("1 writer", single);
+        row = totals[k].noted(row);
         if t == 4 {
             row = row.target(match work {
                 Work::OwnPatch => Target::RatioAtLeast(1.0),
                 _ => Target::RatioAtLeast(0.5),
             });
         }
+        let most_raw = raw_counts.len() > 1 && raw_counts.last() == Some(&t);
+        if let (true, Some(scaling)) = (most_raw, raw_scaling) {
+            // The same ratio without revstore: the ceiling the disk and
+            // SQLite's one writer set for this row.
+            row = row.note("raw-scaling", scaling);
+        }
         rows.push(row);
+        if most_raw {
+            rows.extend(raw_rows(
+                setup,
+                raw_counts,
+                &raw_samples,
+                &raw_totals,
+                (t, &samples[k]),
+            ));
+        }
     }
     Ok(rows)
+}
+
+/// The raw multi-process baseline of a round: a SQLite database of its
+/// own and the process counts it is measured at.
+struct RawBaseline {
+    path: PathBuf,
+    counts: Vec<usize>,
+    /// A connection kept open between rounds, as the parent keeps the
+    /// store's, so that the WAL file is reused rather than made anew by
+    /// every round's first commit.
+    _held: RawSqlite,
+}
+
+/// For SQLite processes on a key each, the raw baseline: measured with
+/// one process and with the count nearest 4 (where the target is set).
+fn raw_baseline(
+    setup: &Setup<'_>,
+    work: Work,
+    writers: Writers,
+    counts: &[usize],
+) -> Result<Option<RawBaseline>, CliError> {
+    if (work, writers, setup.config.kind) != (Work::OwnPatch, Writers::Processes, Kind::Sqlite) {
+        return Ok(None);
+    }
+    let path = setup.dir.join("raw-procs.sqlite");
+    // Created here, so that the first processes do not race to switch a
+    // new file to WAL.
+    let held = RawSqlite::open(&path, setup.config.durability)?;
+    let mut raw_counts = vec![1];
+    if let Some(&most) = counts
+        .iter()
+        .filter(|&&t| t > 1)
+        .min_by_key(|t| t.abs_diff(4))
+    {
+        raw_counts.push(most);
+    }
+    Ok(Some(RawBaseline {
+        path,
+        counts: raw_counts,
+        _held: held,
+    }))
+}
+
+/// The raw rows, placed after revstore's row of `revstore.0` processes
+/// (whose samples are `revstore.1`): each raw count, the largest against
+/// the single raw process, and revstore against raw at that count.
+fn raw_rows(
+    setup: &Setup<'_>,
+    counts: &[usize],
+    samples: &[Samples],
+    totals: &[Round],
+    revstore: (usize, &Samples),
+) -> Vec<Row> {
+    let backend = setup.config.kind.name();
+    let durability = setup.config.durability_name();
+    let raw_label = |t: usize| format!("{t} {}", plural(t, "process"));
+    let mut rows = Vec::new();
+    for (j, &t) in counts.iter().enumerate() {
+        let mut row = Row::from_samples(
+            GROUP,
+            format!("own keys raw UPDATE, {}", raw_label(t)),
+            backend,
+            durability,
+            Unit::OpsPerSec,
+            &samples[j],
+        );
+        if j > 0 {
+            row = row.against_samples(format!("raw {}", raw_label(counts[0])), &samples[0]);
+        }
+        rows.push(totals[j].noted(row));
+    }
+    let (t, revstore_samples) = revstore;
+    if let Some(j) = counts.iter().position(|&c| c == t) {
+        rows.push(
+            Row::from_samples(
+                GROUP,
+                format!(
+                    "{} vs raw {}",
+                    label(Work::OwnPatch, Writers::Processes, t),
+                    raw_label(t)
+                ),
+                backend,
+                durability,
+                Unit::OpsPerSec,
+                revstore_samples,
+            )
+            .against_samples(format!("raw {}", raw_label(t)), &samples[j]),
+        );
+    }
+    rows
 }
 
 /// One round of `t` threads, `ops` writes each.
@@ -284,11 +430,13 @@ fn distinct_lost(handles: &[Arc<Counting>]) -> u64 {
 }
 
 /// One round of `t` worker processes, `ops` writes each, started together
-/// by `start` appearing.
+/// by `start` appearing: on the store, or raw on the SQLite database at
+/// `raw`.
 fn processes(
     ctx: &Context<'_>,
     setup: &Setup<'_>,
     work: Work,
+    raw: Option<&Path>,
     t: usize,
     ops: usize,
     start: PathBuf,
@@ -297,12 +445,12 @@ fn processes(
     for w in 0..t {
         let args = WorkerArgs {
             backend: setup.config.kind.name().to_owned(),
-            path: setup.location.to_path_buf(),
+            path: raw.unwrap_or(setup.location).to_path_buf(),
             durability: setup.config.durability_name().to_owned(),
-            task: if work == Work::HotCas {
-                Task::Cas
-            } else {
-                Task::Patch
+            task: match (raw, work) {
+                (Some(_), _) => Task::RawUpdate,
+                (None, Work::HotCas) => Task::Cas,
+                (None, _) => Task::Patch,
             },
             collection: C.to_owned(),
             key: key_of(work, w),
@@ -369,6 +517,66 @@ mod tests {
         assert!(round.ops_per_sec > 0.0);
         let doc = open(config, &location).get(C, HOT).unwrap().unwrap();
         assert_eq!(doc.body["counter"], 15);
+    }
+
+    #[test]
+    fn sqlite_processes_on_own_keys_get_raw_rows_beside_revstore() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            kind: Kind::Sqlite,
+            durability: Durability::Relaxed,
+        };
+        let location = config.location(dir.path());
+        let shared = Counting::new(config.open(&location).unwrap());
+        let setup = Setup {
+            config,
+            location: &location,
+            dir: dir.path(),
+            shared: &shared,
+        };
+        let all = [1, 2, 4, 8];
+        for (work, writers) in [
+            (Work::HotPatch, Writers::Processes),
+            (Work::OwnPatch, Writers::OwnHandles),
+        ] {
+            assert!(raw_baseline(&setup, work, writers, &all).unwrap().is_none());
+        }
+        let raw = raw_baseline(&setup, Work::OwnPatch, Writers::Processes, &all)
+            .unwrap()
+            .unwrap();
+        assert_eq!(raw.counts, vec![1, 4]);
+        assert!(raw.path.exists());
+        assert_ne!(raw.path, location);
+        let quick = raw_baseline(&setup, Work::OwnPatch, Writers::Processes, &[1, 2]).unwrap();
+        assert_eq!(quick.unwrap().counts, vec![1, 2]);
+
+        let rate = |r: f64| {
+            let mut s = Samples::default();
+            s.push_rate(r);
+            s
+        };
+        let raw_samples = [rate(100.0), rate(80.0)];
+        let revstore = rate(60.0);
+        let rows = raw_rows(
+            &setup,
+            &raw.counts,
+            &raw_samples,
+            &[Round::default(); 2],
+            (4, &revstore),
+        );
+        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+        assert_eq!(
+            cases,
+            [
+                "own keys raw UPDATE, 1 process",
+                "own keys raw UPDATE, 4 processes",
+                "own keys patch, 4 processes vs raw 4 processes",
+            ]
+        );
+        assert_eq!(rows[0].ratio(), None);
+        assert!((rows[1].ratio().unwrap() - 0.8).abs() < 1e-9);
+        assert!((rows[2].ratio().unwrap() - 0.75).abs() < 1e-9);
+        assert!(rows.iter().all(|r| r.target.is_none()));
     }
 
     #[test]

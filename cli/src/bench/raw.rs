@@ -107,6 +107,36 @@ impl RawSqlite {
         })
     }
 
+    /// Makes the connection wait for another process's write lock as
+    /// revstore-sqlite does, polling every 50 to 250 µs for up to 5 s, so
+    /// that a multi-process baseline is not held back by a handicap of its
+    /// own: `busy_timeout` sleeps 1, 2, 5, 10, … ms, long after a commit
+    /// of well under a millisecond freed the lock, and its waiters form a
+    /// convoy (4 raw processes made 0.23–0.41× one process's commits with
+    /// it at full durability, and revstore's 1.9–4.3× theirs).
+    ///
+    /// # Errors
+    /// SQLite's errors.
+    pub fn poll_for_locks(&mut self) -> Result<(), CliError> {
+        let deadline = Duration::from_secs(5);
+        let mut since = std::time::Instant::now();
+        self.conn
+            .busy_handler(Some(move |tries: i32| {
+                if tries == 0 {
+                    since = std::time::Instant::now();
+                } else if since.elapsed() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_micros(match tries {
+                    0..=19 => 50,
+                    20..=199 => 100,
+                    _ => 250,
+                }));
+                true
+            }))
+            .map_err(|e| sqlite_error(&self.path, "set the busy handler", e))
+    }
+
     /// Inserts or overwrites a row at revision 1.
     ///
     /// # Errors
@@ -482,6 +512,24 @@ mod tests {
         raw.put("c", "n", "{\"a\":1}").unwrap();
         assert!(raw.update("c", "n", "{\"a\":2}").unwrap());
         assert_eq!(raw.select("c", "n").unwrap().as_deref(), Some("{\"a\":2}"));
+        assert_eq!(raw.list("c").unwrap(), vec![("n".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn raw_sqlite_polling_for_locks_waits_out_another_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw.db");
+        let mut raw = RawSqlite::open(&path, Durability::Relaxed).unwrap();
+        raw.poll_for_locks().unwrap();
+        raw.put("c", "n", "{}").unwrap();
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        assert!(raw.update("c", "n", "{\"a\":1}").unwrap());
+        release.join().unwrap();
         assert_eq!(raw.list("c").unwrap(), vec![("n".to_owned(), 2)]);
     }
 

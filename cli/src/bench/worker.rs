@@ -6,7 +6,9 @@
 //! start file exists (so that all writers start together, after every
 //! process is up), runs its operations and prints one JSON line
 //! `{"ops","conflicts","retries","start_ns","end_ns"}` (wall-clock
-//! nanoseconds, comparable across processes). A lister prints
+//! nanoseconds, comparable across processes). A raw writer does the same
+//! with conditional `UPDATE`s of its own row in a raw SQLite database (no
+//! revstore), the multi-process baseline. A lister prints
 //! `{"count","ms","peak_before_kib","peak_after_kib"}` (`VmHWM` before
 //! and after the listing).
 
@@ -20,7 +22,7 @@ use revstore::{Durability, Error, Patch, Precondition, Store};
 use serde_json::{json, Value};
 
 use super::raw::{list_folder, RawSqlite};
-use super::subject::{Config, Counting, Kind};
+use super::subject::{body_of_size, Config, Counting, Kind};
 use crate::error::CliError;
 
 /// How long a writer waits for the start file.
@@ -33,6 +35,9 @@ pub enum Task {
     Patch,
     /// Increment the key's counter by get, then compare-and-swap.
     Cas,
+    /// Put the key's row in a raw SQLite database (revstore's pragmas and
+    /// table, no revstore), then `UPDATE … WHERE revision=?` it.
+    RawUpdate,
     /// List the collection through revstore once.
     List,
     /// List the collection raw (readdir or SELECT) once.
@@ -95,6 +100,7 @@ impl WorkerArgs {
         let task = match self.task {
             Task::Patch => "patch",
             Task::Cas => "cas",
+            Task::RawUpdate => "raw-update",
             Task::List => "list",
             Task::RawList => "raw-list",
         };
@@ -228,6 +234,38 @@ pub fn run(args: &WorkerArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 "ops": args.ops,
                 "conflicts": conflicts,
                 "retries": counting.lost(),
+                "start_ns": start_ns,
+                "end_ns": end_ns,
+            });
+            say(out, format!("{report}\n"))
+        }
+        Task::RawUpdate => {
+            if config.kind != Kind::Sqlite {
+                return Err(CliError::Usage(format!(
+                    "bench-worker: --task raw-update needs --backend sqlite, not {:?}",
+                    args.backend
+                )));
+            }
+            let mut raw = RawSqlite::open(&args.path, config.durability)?;
+            raw.poll_for_locks()?;
+            let body = body_of_size(1 << 10).to_string();
+            raw.put(&args.collection, &args.key, &body)?;
+            say(out, "ready\n".to_owned())?;
+            wait_for(args.start_file.as_deref())?;
+            let start_ns = now_ns();
+            let mut missed = 0u64;
+            for _ in 0..args.ops {
+                if !raw.update(&args.collection, &args.key, &body)? {
+                    missed += 1;
+                }
+            }
+            let end_ns = now_ns();
+            // A writer alone on its row never misses; a miss would mean
+            // another writer shares it, and is reported, not hidden.
+            let report = json!({
+                "ops": args.ops,
+                "conflicts": missed,
+                "retries": 0,
                 "start_ns": start_ns,
                 "end_ns": end_ns,
             });
@@ -400,28 +438,73 @@ mod tests {
         enum Sub {
             BenchWorker(WorkerArgs),
         }
+        for task in [
+            Task::Patch,
+            Task::Cas,
+            Task::RawUpdate,
+            Task::List,
+            Task::RawList,
+        ] {
+            let args = WorkerArgs {
+                backend: "sqlite".to_owned(),
+                path: PathBuf::from("/tmp/x.sqlite"),
+                durability: "relaxed".to_owned(),
+                task,
+                collection: "c".to_owned(),
+                key: "k".to_owned(),
+                ops: 3,
+                writer: 2,
+                start_file: Some(PathBuf::from("/tmp/start")),
+            };
+            let argv = std::iter::once("revstore".to_owned()).chain(args.to_args());
+            let parsed = <Cli as clap::Parser>::parse_from(argv);
+            let Sub::BenchWorker(back) = parsed.command;
+            assert_eq!(back.task, task);
+            assert_eq!(back.to_args(), args.to_args());
+            assert_eq!(
+                back.config().unwrap(),
+                Config {
+                    kind: Kind::Sqlite,
+                    durability: Durability::Relaxed
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_raw_writer_updates_its_own_row_and_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw-procs.sqlite");
         let args = WorkerArgs {
             backend: "sqlite".to_owned(),
-            path: PathBuf::from("/tmp/x.sqlite"),
+            path: path.clone(),
             durability: "relaxed".to_owned(),
-            task: Task::RawList,
+            task: Task::RawUpdate,
             collection: "c".to_owned(),
-            key: "k".to_owned(),
-            ops: 3,
-            writer: 2,
-            start_file: Some(PathBuf::from("/tmp/start")),
+            key: "k3".to_owned(),
+            ops: 4,
+            writer: 3,
+            start_file: None,
         };
-        let argv = std::iter::once("revstore".to_owned()).chain(args.to_args());
-        let parsed = <Cli as clap::Parser>::parse_from(argv);
-        let Sub::BenchWorker(back) = parsed.command;
-        assert_eq!(back.to_args(), args.to_args());
-        assert_eq!(
-            back.config().unwrap(),
-            Config {
-                kind: Kind::Sqlite,
-                durability: Durability::Relaxed
-            }
-        );
+        let mut out = Vec::new();
+        run(&args, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("ready"));
+        let report: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(report["ops"], 4);
+        assert_eq!(report["conflicts"], 0);
+        assert!(report["end_ns"].as_u64() >= report["start_ns"].as_u64());
+        let raw = RawSqlite::open(&path, Durability::Relaxed).unwrap();
+        assert_eq!(raw.list("c").unwrap(), vec![("k3".to_owned(), 5)]);
+        let yaml = WorkerArgs {
+            backend: "yaml".to_owned(),
+            ..args
+        };
+        assert!(matches!(
+            run(&yaml, &mut Vec::new()),
+            Err(CliError::Usage(_))
+        ));
     }
 
     #[test]
