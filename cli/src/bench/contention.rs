@@ -208,8 +208,13 @@ fn measure(
             // see the same moment of a noisy machine.
             if let (Some(raw), Some(j)) = (&raw, raw_counts.iter().position(|&r| r == t)) {
                 round_no += 1;
-                let start = setup.dir.join(format!("start-{round_no}"));
-                let round = processes(ctx, setup, work, Some(&raw.path), t, ops, start)?;
+                let round = match writers {
+                    Writers::Processes => {
+                        let start = setup.dir.join(format!("start-{round_no}"));
+                        processes(ctx, setup, work, Some(&raw.path), t, ops, start)?
+                    }
+                    _ => raw_threads(&raw.path, setup.config.durability, t, ops)?,
+                };
                 raw_samples[j].push_rate(round.ops_per_sec);
                 raw_totals[j].add(round);
             }
@@ -250,6 +255,7 @@ fn measure(
         if most_raw {
             rows.extend(raw_rows(
                 setup,
+                writers,
                 raw_counts,
                 &raw_samples,
                 &raw_totals,
@@ -279,10 +285,12 @@ fn raw_baseline(
     writers: Writers,
     counts: &[usize],
 ) -> Result<Option<RawBaseline>, CliError> {
-    if (work, writers, setup.config.kind) != (Work::OwnPatch, Writers::Processes, Kind::Sqlite) {
-        return Ok(None);
-    }
-    let path = setup.dir.join("raw-procs.sqlite");
+    let file = match (work, writers, setup.config.kind) {
+        (Work::OwnPatch, Writers::Processes, Kind::Sqlite) => "raw-procs.sqlite",
+        (Work::OwnPatch, Writers::SharedHandle, Kind::Sqlite) => "raw-threads.sqlite",
+        _ => return Ok(None),
+    };
+    let path = setup.dir.join(file);
     // Created here, so that the first processes do not race to switch a
     // new file to WAL.
     let held = RawSqlite::open(&path, setup.config.durability)?;
@@ -306,6 +314,7 @@ fn raw_baseline(
 /// the single raw process, and revstore against raw at that count.
 fn raw_rows(
     setup: &Setup<'_>,
+    writers: Writers,
     counts: &[usize],
     samples: &[Samples],
     totals: &[Round],
@@ -313,7 +322,11 @@ fn raw_rows(
 ) -> Vec<Row> {
     let backend = setup.config.kind.name();
     let durability = setup.config.durability_name();
-    let raw_label = |t: usize| format!("{t} {}", plural(t, "process"));
+    let unit = match writers {
+        Writers::Processes => "process",
+        _ => "thread",
+    };
+    let raw_label = |t: usize| format!("{t} {}", plural(t, unit));
     let mut rows = Vec::new();
     for (j, &t) in counts.iter().enumerate() {
         let mut row = Row::from_samples(
@@ -336,7 +349,7 @@ fn raw_rows(
                 GROUP,
                 format!(
                     "{} vs raw {}",
-                    label(Work::OwnPatch, Writers::Processes, t),
+                    label(Work::OwnPatch, writers, t),
                     raw_label(t)
                 ),
                 backend,
@@ -348,6 +361,61 @@ fn raw_rows(
         );
     }
     rows
+}
+
+/// One round of `t` threads of raw SQLite updates, each on a connection
+/// and a row of its own in the raw database at `path`, `ops` each: the
+/// baseline of revstore threads on keys of their own.
+fn raw_threads(
+    path: &Path,
+    durability: revstore::Durability,
+    t: usize,
+    ops: usize,
+) -> Result<Round, CliError> {
+    let body = body_of_size(1 << 10).to_string();
+    let barrier = Barrier::new(t);
+    let results: Vec<Result<(Instant, Instant, u64), CliError>> = std::thread::scope(|scope| {
+        let joins: Vec<_> = (0..t)
+            .map(|w| {
+                let (barrier, body) = (&barrier, &body);
+                scope.spawn(move || {
+                    let mut raw = RawSqlite::open(path, durability)?;
+                    raw.poll_for_locks()?;
+                    let key = key_of(Work::OwnPatch, w);
+                    raw.put(C, &key, body)?;
+                    barrier.wait();
+                    let start = Instant::now();
+                    let missed = super::worker::raw_update_loop(&mut raw, C, &key, body, ops)?;
+                    Ok((start, Instant::now(), missed))
+                })
+            })
+            .collect();
+        joins
+            .into_iter()
+            .map(|j| {
+                j.join().unwrap_or_else(|_| {
+                    Err(super::worker::worker_failed(
+                        "a raw writer thread panicked".to_owned(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut span: Option<(Instant, Instant)> = None;
+    let mut missed = 0;
+    for result in results {
+        let (start, end, m) = result?;
+        span = Some(span.map_or((start, end), |(f, l)| (f.min(start), l.max(end))));
+        missed += m;
+    }
+    let elapsed = span.map_or(0.0, |(f, l)| l.duration_since(f).as_secs_f64());
+    let total = (t * ops) as u64;
+    Ok(Round {
+        ops_per_sec: total as f64 / elapsed.max(1e-9),
+        ops: total,
+        conflicts: missed,
+        retries: 0,
+    })
 }
 
 /// One round of `t` threads, `ops` writes each.
@@ -543,6 +611,7 @@ mod tests {
         let all = [1, 2, 4, 8];
         for (work, writers) in [
             (Work::HotPatch, Writers::Processes),
+            (Work::HotPatch, Writers::SharedHandle),
             (Work::OwnPatch, Writers::OwnHandles),
         ] {
             assert!(raw_baseline(&setup, work, writers, &all).unwrap().is_none());
@@ -565,6 +634,7 @@ mod tests {
         let revstore = rate(60.0);
         let rows = raw_rows(
             &setup,
+            Writers::Processes,
             &raw.counts,
             &raw_samples,
             &[Round::default(); 2],
@@ -583,6 +653,32 @@ mod tests {
         assert!((rows[1].ratio().unwrap() - 0.8).abs() < 1e-9);
         assert!((rows[2].ratio().unwrap() - 0.75).abs() < 1e-9);
         assert!(rows.iter().all(|r| r.target.is_none()));
+
+        // Threads sharing a handle get a raw baseline of threads.
+        let threads = raw_baseline(&setup, Work::OwnPatch, Writers::SharedHandle, &all)
+            .unwrap()
+            .unwrap();
+        assert_ne!(threads.path, raw.path);
+        let round = raw_threads(&threads.path, config.durability, 2, 3).unwrap();
+        assert_eq!((round.ops, round.conflicts), (6, 0));
+        assert!(round.ops_per_sec > 0.0);
+        let rows = raw_rows(
+            &setup,
+            Writers::SharedHandle,
+            &threads.counts,
+            &raw_samples,
+            &[Round::default(); 2],
+            (4, &revstore),
+        );
+        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+        assert_eq!(
+            cases,
+            [
+                "own keys raw UPDATE, 1 thread",
+                "own keys raw UPDATE, 4 threads",
+                "own keys patch, 4 threads, shared handle vs raw 4 threads",
+            ]
+        );
     }
 
     #[test]

@@ -204,6 +204,29 @@ pub fn cas_loop(store: &Store, collection: &str, key: &str, ops: usize) -> Resul
     Ok(conflicts)
 }
 
+/// `ops` raw conditional updates of one row (`RawSqlite::update`), the
+/// baseline of a revstore writer on a key of its own. Returns the misses
+/// (an update whose revision check failed), which a writer alone on its
+/// row never has: one would mean another writer shares it.
+///
+/// # Errors
+/// SQLite's errors.
+pub fn raw_update_loop(
+    raw: &mut RawSqlite,
+    collection: &str,
+    key: &str,
+    body: &str,
+    ops: usize,
+) -> Result<u64, CliError> {
+    let mut missed = 0;
+    for _ in 0..ops {
+        if !raw.update(collection, key, body)? {
+            missed += 1;
+        }
+    }
+    Ok(missed)
+}
+
 /// Runs `revstore bench-worker`, printing its protocol lines to `out`.
 ///
 /// # Errors
@@ -253,12 +276,7 @@ pub fn run(args: &WorkerArgs, out: &mut dyn Write) -> Result<(), CliError> {
             say(out, "ready\n".to_owned())?;
             wait_for(args.start_file.as_deref())?;
             let start_ns = now_ns();
-            let mut missed = 0u64;
-            for _ in 0..args.ops {
-                if !raw.update(&args.collection, &args.key, &body)? {
-                    missed += 1;
-                }
-            }
+            let missed = raw_update_loop(&mut raw, &args.collection, &args.key, &body, args.ops)?;
             let end_ns = now_ns();
             // A writer alone on its row never misses; a miss would mean
             // another writer shares it, and is reported, not hidden.
