@@ -583,6 +583,22 @@ impl PendingChange<'_> {
         }
     }
 
+    /// Gives up a change before anything was appended (the commit was
+    /// refused under the lock): releases the lock, keeping what this
+    /// handle knows of the newest segment, which is unchanged.
+    pub fn abandon(self) {
+        let PendingChange {
+            log,
+            _lock,
+            target,
+            appended,
+            ..
+        } = self;
+        if let (Target::Tail(tail), None) = (target, appended) {
+            *log.tail.lock().unwrap_or_else(PoisonError::into_inner) = Some(tail);
+        }
+    }
+
     /// Ends a committed change: remembers the segment's new end for the
     /// next commit; after starting a new segment, removes the oldest
     /// segments whose every change is older than the newest `retain`; then

@@ -534,29 +534,6 @@ impl Fs {
         }
     }
 
-    /// Locks `path` in `mode` after passing through `turnstile`: takes the
-    /// turnstile exclusively (creating it if needed), then `path`, then
-    /// releases the turnstile before returning.
-    ///
-    /// Linux `flock` grants a shared lock whenever no exclusive lock is
-    /// *held*, even while an exclusive request waits, so shared holders
-    /// that overlap back to back could starve an exclusive taker of `path`
-    /// for ever. When every taker of `path`, shared and exclusive, comes
-    /// through the same turnstile, an exclusive taker waiting on `path`
-    /// holds the turnstile: no new shared holder gets in, the current ones
-    /// finish, and it gets the lock. The turnstile is taken exclusively by
-    /// shared takers too, because `flock` is no fairer to an exclusive
-    /// waiter on the turnstile than on `path`; each holds it only for a
-    /// moment, so it is mostly free. The caller holds no turnstile while
-    /// waiting here for anything but `path`, which keeps lock orders free
-    /// of cycles.
-    pub fn lock_through(&self, turnstile: &Path, path: &Path, mode: LockMode) -> Result<FileLock> {
-        let passage = self.lock(turnstile, LockMode::Exclusive)?;
-        let lock = self.lock(path, mode)?;
-        drop(passage);
-        Ok(lock)
-    }
-
     /// Like [`lock`](Fs::lock) but never creates the lock file: `None` when
     /// it (or its folder) does not exist, so a reader leaves the folder
     /// untouched.

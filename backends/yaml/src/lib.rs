@@ -6,8 +6,6 @@
 //! <root>/<collection>/<name>.yaml       the document
 //! <root>/<collection>/.<name>.lock      its lock file (empty, never removed)
 //! <root>/<collection>/.<name>.yaml.tmp  a commit's staging file (debris after a crash)
-//! <root>/_schema/.<name>.turnstile      the turnstile in front of a guard key's lock
-//!                                       (reserved collections only; empty, never removed)
 //! <root>/.revstore/changes.lock            the change feed's lock file (never removed)
 //! <root>/.revstore/changes/<seq>.log       the change feed's segments
 //! ```
@@ -16,7 +14,9 @@
 //! by [`list`](revstore::StorageBackend::list); so are files that do not end
 //! in `.yaml`, and sub-folders. The [`.revstore`](STATE_DIR) folder can
 //! never be taken for a collection: collection names start with a letter,
-//! a digit or `_`.
+//! a digit or `_`. Older versions also made `.<name>.turnstile` files next
+//! to the lock files of reserved keys (such as `_schema/.models.turnstile`);
+//! nothing uses them now, and they may be deleted.
 //!
 //! # File format
 //! A YAML mapping with the revision first, then the body, then a seal
@@ -103,30 +103,22 @@
 //! open between commits, each used by one commit at a time; one removed
 //! or moved by hand is noticed once locked, as no longer the file its path
 //! names, and opened again.)
-//! A commit with
-//! a [`Guard`](revstore::Guard) first takes a shared lock on the guard key's
-//! lock file, so it excludes writes of the guard key but not other guarded
-//! writers.
 //!
-//! **No starved schema changes.** Linux `flock` grants a shared lock while
-//! an exclusive request waits, so guarded writers committing back to back
-//! (their shared holds overlapping) could keep a write of the guard key —
-//! a schema change — waiting without bound. So every lock on a key of a
-//! reserved collection (the only keys that can guard) is taken through
-//! that key's turnstile file, `.<name>.turnstile`: the taker locks the
-//! turnstile *exclusively*, then the key's lock (shared for a guarded
-//! writer, exclusive for a writer of the key), then releases the turnstile
-//! at once. A writer of the guard key waiting for the shared holders to
-//! finish thus holds the turnstile, guarded writers arriving meanwhile
-//! wait behind it (and then see its write, so their guard fails and the
-//! engine retries them), and it waits only for the commits already in
-//! flight. Guarded writers pass the turnstile exclusively, not shared,
-//! because `flock` would starve an exclusive taker of the turnstile just
-//! the same. `flock` queues no one, so getting the turnstile is a race,
-//! but each guarded writer holds it only for the moment of taking its
-//! shared lock: it is almost always free, and the race is against the
-//! writers arriving in that moment, not a stream of overlapping holds.
-//! Keys of ordinary collections have no turnstile.
+//! **Guards.** A commit with a [`Guard`](revstore::Guard) takes no lock on
+//! the guard key: it checks the guard key's revision once it holds the
+//! feed lock (see Writing), just before it appends its line and renames
+//! its file. Every commit, a write of the guard key included, appends and
+//! renames under that lock, held exclusively. So a write of the guard key
+//! has either renamed its file already, and the check sees it (the commit
+//! is refused, [`CommitOutcome::GuardChanged`], having written nothing),
+//! or renames it only after this commit has released the feed lock, and
+//! comes after this commit in time and on the feed. That is what holding
+//! the guard key's lock shared for the whole commit would give, without
+//! its system calls. And with no shared holds of the guard key's lock,
+//! overlapping guarded writers cannot starve a write of it (a schema
+//! change): it waits for their document locks not at all, and for the
+//! feed lock only as any commit does, each holder taking it exclusively
+//! and briefly.
 //!
 //! Reads take no lock: a rename replaces a file atomically, so a
 //! reader sees the old or the new file, never a mix. Every commit also
@@ -154,13 +146,15 @@
 //! digits (`00000000000000000001.log`), and its lines hold consecutive
 //! seqs; the log is append-only and not meant to be edited.
 //!
-//! **Writing.** A commit, already holding its guard and document locks and
-//! having checked the revisions, writes and (under full durability) fsyncs
-//! the staging file of the new document; then it takes `.revstore/changes.lock`
-//! *exclusively*, finds the last seq in the newest segment, appends the
-//! line with the next seq, fsyncs the segment, renames the staging file over
-//! the document and releases the feed lock; the document's folder is
-//! fsynced after that. Seqs therefore increase in commit order across
+//! **Writing.** A commit, already holding its document's lock and having
+//! checked the document's revision, writes and (under full durability)
+//! fsyncs the staging file of the new document; then it takes
+//! `.revstore/changes.lock` *exclusively*, checks its guard if it has one
+//! (removing the staging file and releasing the lock, with nothing
+//! appended, when the guard key has moved on), finds the last seq in the
+//! newest segment, appends the line with the next seq, fsyncs the segment,
+//! renames the staging file over the document and releases the feed lock;
+//! the document's folder is fsynced after that. Seqs therefore increase in commit order across
 //! threads, handles and processes, and a document never becomes durable
 //! before its line.
 //!
@@ -184,14 +178,10 @@
 //! or write anything; they decode only the lines they return, checking each
 //! holds the seq its position says.
 //!
-//! **Lock order.** Guard key's turnstile, guard key (shared), then the
-//! document (exclusive; through its turnstile when it is itself a reserved
-//! key, such as a schema), then the feed lock — never the other way round.
-//! A turnstile is held only while waiting for its own key's lock, never
-//! while taking anything else, and is released before the commit goes on;
-//! feed readers take only the feed lock and never wait while holding it.
-//! Guard keys are reserved and guarded keys never are, so guards form no
-//! cycle. So no two callers can deadlock, in one process or several.
+//! **Lock order.** The document, then the feed lock — never the other way
+//! round; a commit holds no other lock (a guard key is read, not locked),
+//! and feed readers take only the feed lock and never wait while holding
+//! it. So no two callers can deadlock, in one process or several.
 //!
 //! **Crashes: the at-least-once exception.** A writer killed in the middle
 //! of its append leaves a torn last line without its newline; readers skip
@@ -314,7 +304,7 @@ mod log_line;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -372,12 +362,12 @@ pub struct YamlBackend {
     fs: Fs,
     root: PathBuf,
     durability: Durability,
-    /// Collections whose folder this handle has seen exist, each with
-    /// whether it has made the folder's entry in the root durable too: so
-    /// commits neither try to create the folder again nor fsync the root
-    /// more than once per collection. Forgotten when a folder turns out to
-    /// have been removed.
-    known_collections: Mutex<HashMap<String, bool>>,
+    /// Collections whose folder this handle has made sure of (and, under
+    /// full durability, of its entry in the root being on disk): so commits
+    /// neither try to create the folder again nor fsync the root more than
+    /// once per collection. Forgotten when a folder turns out to have been
+    /// removed.
+    known_collections: Mutex<HashSet<String>>,
     /// The change feed.
     changes: ChangeLog,
     /// Records decoded from files this handle read or wrote, each valid
@@ -446,7 +436,7 @@ impl YamlBackend {
             fs: fs.clone(),
             root: root.to_owned(),
             durability: options.durability,
-            known_collections: Mutex::new(HashMap::new()),
+            known_collections: Mutex::new(HashSet::new()),
             changes: ChangeLog::new(
                 fs,
                 root,
@@ -511,42 +501,23 @@ impl YamlBackend {
             .join(format!(".{}.lock", key.name()))
     }
 
-    /// The turnstile in front of a guard key's lock (see
-    /// [`Fs::lock_through`]). Its suffix differs from those of the lock and
-    /// staging files, so no document's files can share its name.
-    fn turnstile_path(&self, key: &Key) -> PathBuf {
-        self.root
-            .join(key.collection())
-            .join(format!(".{}.turnstile", key.name()))
-    }
-
-    /// Locks a key's lock file in `mode`. A reserved key can be a guard,
-    /// whose lock guarded writers hold shared; so it is taken through its
-    /// turnstile, which keeps those writers from starving a writer of the
-    /// key. Other keys are never shared, and need none.
+    /// Locks a key's lock file exclusively, the only way keys are locked
+    /// (guard keys are not locked by guarded writers: see the module docs).
     ///
     /// The key's folder must have been made sure of; should it have been
     /// removed since (by hand), it is made again.
-    fn lock_key(&self, key: &Key, mode: fs::LockMode, durable: bool) -> Result<fs::FileLock> {
-        match self.lock_key_once(key, mode) {
+    fn lock_key(&self, key: &Key) -> Result<fs::FileLock> {
+        let path = self.lock_path(key);
+        match self.fs.lock(&path, fs::LockMode::Exclusive) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 self.known_collections
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(key.collection());
-                self.ensure_collection(key.collection(), durable)?;
-                self.lock_key_once(key, mode)
+                self.ensure_collection(key.collection())?;
+                self.fs.lock(&path, fs::LockMode::Exclusive)
             }
             locked => locked,
-        }
-    }
-
-    fn lock_key_once(&self, key: &Key, mode: fs::LockMode) -> Result<fs::FileLock> {
-        if key.is_reserved() {
-            self.fs
-                .lock_through(&self.turnstile_path(key), &self.lock_path(key), mode)
-        } else {
-            self.fs.lock(&self.lock_path(key), mode)
         }
     }
 
@@ -577,29 +548,24 @@ impl YamlBackend {
         Ok(())
     }
 
-    /// Makes sure a collection's folder exists and, when `durable` under
-    /// full durability, that its entry in the root is on disk before the
-    /// first commit this handle acknowledges in it — even if another handle
-    /// created it. Once per handle and collection: later calls only look
-    /// at what this handle remembers.
-    fn ensure_collection(&self, collection: &str, durable: bool) -> Result<()> {
-        let durable = durable && self.syncs();
+    /// Makes sure a collection's folder exists and, under full durability,
+    /// that its entry in the root is on disk before the first commit this
+    /// handle acknowledges in it — even if another handle created it. Once
+    /// per handle and collection: later calls only look at what this
+    /// handle remembers.
+    fn ensure_collection(&self, collection: &str) -> Result<()> {
         let mut known = self
             .known_collections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let synced = match known.get(collection) {
-            Some(&synced) if synced || !durable => return Ok(()),
-            Some(&synced) => synced,
-            None => {
-                self.fs.create_dir(&self.root.join(collection))?;
-                false
-            }
-        };
-        if durable && !synced {
+        if known.contains(collection) {
+            return Ok(());
+        }
+        self.fs.create_dir(&self.root.join(collection))?;
+        if self.syncs() {
             self.fs.sync_dir(&self.root)?;
         }
-        known.insert(collection.to_owned(), durable || synced);
+        known.insert(collection.to_owned());
         Ok(())
     }
 
@@ -678,28 +644,10 @@ impl StorageBackend for YamlBackend {
         } else {
             None
         };
-        self.ensure_collection(key.collection(), true)?;
-        // Guard first, then the document: guard keys are reserved and
-        // committed keys never are, so every process locks in one order.
-        // Each lock of a reserved key passes through its turnstile, which
-        // is released as soon as the lock is held.
-        // (A guard on the committed key itself is covered by the exclusive
-        // lock; locking its file twice would deadlock.)
-        let _guard_lock = match commit.guard {
-            Some(guard) if guard.key != key => {
-                // Only for its lock file: nothing is written there.
-                self.ensure_collection(guard.key.collection(), false)?;
-                Some(self.lock_key(guard.key, fs::LockMode::Shared, false)?)
-            }
-            _ => None,
-        };
-        let _lock = self.lock_key(key, fs::LockMode::Exclusive, true)?;
-        if let Some(guard) = commit.guard {
-            let actual = current_of(self.read_record(guard.key)?.as_ref());
-            if actual.last_revision() != guard.revision {
-                return Ok(CommitOutcome::GuardChanged { actual });
-            }
-        }
+        self.ensure_collection(key.collection())?;
+        // The guard key is not locked: its revision is checked under the
+        // feed lock, below.
+        let _lock = self.lock_key(key)?;
         let stored = self.read_record(key)?;
         let actual = current_of(stored.as_ref());
         // The revision alone is not enough: two hand edits in a row share
@@ -725,10 +673,25 @@ impl StorageBackend for YamlBackend {
         // Replaces the staging file a crashed writer may have left (we hold
         // the document's exclusive lock, so no live writer owns it).
         let staged = self.fs.stage(&path, &bytes, self.syncs())?;
-        // The feed lock comes last (after guard and document), and is held
+        // The feed lock comes last (after the document's), and is held
         // from the append until the rename is done, so no feed reader sees
         // the change before a document read can.
         let mut change = self.changes.begin()?;
+        // Every commit, a write of the guard key included, renames its file
+        // under the feed lock: a write of the guard key that the check
+        // misses renames only after this commit's rename, and so comes
+        // after it in time and on the feed. As strong as holding the guard
+        // key's lock, without it. (A guard on the committed key itself is
+        // checked here too; nobody else can change it meanwhile.)
+        if let Some(guard) = commit.guard {
+            let actual = current_of(self.read_record(guard.key)?.as_ref());
+            if actual.last_revision() != guard.revision {
+                // Nothing appended: the feed lock is released as it was,
+                // and dropping `staged` removes the staging file.
+                change.abandon();
+                return Ok(CommitOutcome::GuardChanged { actual });
+            }
+        }
         change.append(key, commit.new_revision(), commit.kind)?;
         if let Err(e) = staged.rename_over(&path) {
             change.undo();
