@@ -354,7 +354,7 @@ fn recreate(s: &Store) -> revstore::Result<()> {
     s.create("models", "a", json!({"again": true})).map(drop)
 }
 
-/// A write of the guard key itself, which goes through its turnstile.
+/// A write of the guard key itself, which takes that key's lock.
 fn set_schema(s: &Store) -> revstore::Result<()> {
     let schema = json!({"attributes": [{"name": "after", "type": "integer"}]});
     s.set_schema("models", schema, Precondition::Any).map(drop)
@@ -370,8 +370,10 @@ fn every_step_of_every_commit_can_fail_alone() {
         ("set schema", &[create], set_schema),
     ];
     let mut failures = 0;
-    // The turnstile steps each scenario's faults hit.
-    let mut turnstile_faults = BTreeSet::new();
+    // The faults each scenario hit on the schema key's files: its lock
+    // file, and the reads of its document, each with its ordinal.
+    let mut schema_lock_faults = BTreeSet::new();
+    let mut schema_read_faults = BTreeSet::new();
     for (name, setup, op) in scenarios {
         for kind in OpKind::ALL {
             for nth in 1.. {
@@ -387,8 +389,12 @@ fn every_step_of_every_commit_can_fail_alone() {
                     break;
                 };
                 let context = format!("{name}, {kind:?} #{nth} on {}", fired.path.display());
-                if fired.path.extension().is_some_and(|e| e == "turnstile") {
-                    turnstile_faults.insert((name, fired.kind));
+                let schema_dir = root.join("_schema");
+                if fired.path == schema_dir.join(".models.lock") {
+                    schema_lock_faults.insert((name, fired.kind));
+                }
+                if fired.path == schema_dir.join("models.yaml") && fired.kind == OpKind::Read {
+                    schema_read_faults.insert((name, nth));
                 }
                 let after = model_snapshot(&truth);
                 match result {
@@ -424,23 +430,42 @@ fn every_step_of_every_commit_can_fail_alone() {
         }
     }
     assert!(failures > 40, "only {failures} failures injected");
-    // Guarded writers (every document write) and the writer of the guard
-    // key both pass the turnstile, and both can fail opening or locking it.
-    for name in ["create", "patch", "delete", "re-create", "set schema"] {
-        for kind in [OpKind::OpenLock, OpKind::Lock] {
-            assert!(
-                turnstile_faults.contains(&(name, kind)),
-                "{name}: no {kind:?} fault on the turnstile ({turnstile_faults:?})"
-            );
-        }
+    // Guarded writers (every document write) never lock the guard key;
+    // its writer does, and can fail opening or locking it.
+    for kind in [OpKind::OpenLock, OpKind::Lock] {
+        assert!(
+            schema_lock_faults.contains(&("set schema", kind)),
+            "set schema: no {kind:?} fault on the schema key's lock ({schema_lock_faults:?})"
+        );
+    }
+    assert!(
+        schema_lock_faults
+            .iter()
+            .all(|(name, _)| *name == "set schema"),
+        "a guarded write locked the guard key: {schema_lock_faults:?}"
+    );
+    // Each guarded write reads the guard key twice, and either read can
+    // fail: the engine's, and the backend's check under the feed lock,
+    // which must leave no staging file and no line behind (checked above).
+    for name in ["create", "patch", "delete", "re-create"] {
+        let reads = schema_read_faults
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .count();
+        assert!(
+            reads >= 2,
+            "{name}: {reads} failed reads of the guard key ({schema_read_faults:?})"
+        );
     }
 }
 
 #[test]
 fn each_failed_step_is_an_io_error_naming_its_file() {
     // Which call of its kind the fault hits: a commit locks, in order, the
-    // schema key's turnstile, the schema key (both in `_schema`) and the
-    // document, and it reads the schema key before the document.
+    // document and the feed; it reads the schema key (the engine), the
+    // document (the engine, then the backend under its lock), the feed's
+    // newest segment, then the schema key again: the guard check, under the
+    // feed lock.
     let steps: [(OpKind, usize, &str, &str); 12] = [
         (
             OpKind::CreateTemp,
@@ -451,16 +476,15 @@ fn each_failed_step_is_an_io_error_naming_its_file() {
         (OpKind::Write, 1, "write", "models/.a.yaml.tmp"),
         (OpKind::Sync, 1, "fsync", "models/.a.yaml.tmp"),
         (OpKind::Rename, 1, "rename", "models/a.yaml"),
+        (OpKind::OpenLock, 1, "open lock file", "models/.a.lock"),
+        (OpKind::Lock, 1, "lock", "models/.a.lock"),
+        (OpKind::Lock, 2, "lock", ".revstore/changes.lock"),
         (
             OpKind::OpenLock,
-            1,
+            2,
             "open lock file",
-            "_schema/.models.turnstile",
+            ".revstore/changes.lock",
         ),
-        (OpKind::Lock, 1, "lock", "_schema/.models.turnstile"),
-        (OpKind::Lock, 2, "lock", "_schema/.models.lock"),
-        (OpKind::Lock, 3, "lock", "models/.a.lock"),
-        (OpKind::OpenLock, 3, "open lock file", "models/.a.lock"),
         (
             OpKind::OpenAppend,
             1,
@@ -468,6 +492,7 @@ fn each_failed_step_is_an_io_error_naming_its_file() {
             ".revstore/changes/",
         ),
         (OpKind::Read, 2, "read", "models/a.yaml"),
+        (OpKind::Read, 5, "read", "_schema/models.yaml"),
         (OpKind::SyncDir, 1, "fsync folder", ""),
     ];
     for (kind, nth, op_name, file) in steps {

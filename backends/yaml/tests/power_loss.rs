@@ -390,9 +390,8 @@ fn a_power_loss_without_fsync_would_be_caught() {
     assert!(caught, "losing un-synced writes went unnoticed");
 }
 
-/// Lock files (`.lock`, and the turnstiles in front of guard keys' locks)
-/// are created without an fsync: losing one is harmless, the next lock
-/// makes it again.
+/// Lock files (`.lock`) are created without an fsync: losing one is
+/// harmless, the next lock makes it again.
 #[test]
 fn after_the_last_acknowledgement_only_lock_files_may_vary() {
     let (_base, loss, _) = record(Durability::Full, 1_000_000);
@@ -401,10 +400,7 @@ fn after_the_last_acknowledgement_only_lock_files_may_vary() {
         state
             .files
             .iter()
-            .filter(|(path, _)| {
-                path.extension()
-                    .is_none_or(|e| e != "lock" && e != "turnstile")
-            })
+            .filter(|(path, _)| path.extension().is_none_or(|e| e != "lock"))
             .map(|(path, bytes)| (path.clone(), bytes.clone()))
             .collect::<BTreeMap<_, _>>()
     };

@@ -1,12 +1,13 @@
 //! A schema change is not starved by guarded writers.
 //!
-//! Every guarded document write holds its collection's schema lock shared
-//! for the length of its commit, and a schema write needs that lock
-//! exclusively. Linux `flock` keeps granting shared locks while an
-//! exclusive request waits, so without the turnstile a schema change under
-//! back-to-back writers waits for a lucky gap between them — without bound.
-//! Each handle below has its own lock files open, so `flock` treats them
-//! like separate processes.
+//! Guarded document writes check their collection's schema under the feed
+//! lock and take no lock of the schema key; a schema write takes that key's
+//! lock exclusively and the feed lock like every commit. Should guarded
+//! writers ever hold the schema key's lock shared again, Linux `flock`
+//! would keep granting it to them while the schema write waits, and a
+//! schema change under back-to-back writers would wait for a lucky gap
+//! between them — without bound. Each handle below has its own lock files
+//! open, so `flock` treats them like separate processes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
@@ -20,8 +21,8 @@ use tempfile::TempDir;
 
 const WRITERS: usize = 6;
 const SCHEMA_CHANGES: u64 = 10;
-/// Generous: the turnstile bounds each change by roughly one commit per
-/// writer, milliseconds; a starved change can wait for ever.
+/// Generous: each change waits for the feed lock like any commit,
+/// milliseconds; a starved change can wait for ever.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn schema(revision: u64) -> serde_json::Value {
@@ -63,7 +64,7 @@ fn schema_changes_complete_while_writers_commit_back_to_back() {
                 started.wait();
                 let mut n = 0_u64;
                 // No pause between commits: the worst case for a schema
-                // writer waiting on the shared holders.
+                // writer, were guarded writers to hold its lock shared.
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     store

@@ -1,0 +1,290 @@
+//! A commit's guard is checked under the feed lock, not by locking the
+//! guard key.
+//!
+//! A write of the guard key (a schema change) that lands after a guarded
+//! commit has checked its document and staged its file, but before that
+//! commit takes the feed lock, must refuse the commit: the guard holds no
+//! lock that would have kept the schema write out, so only the check made
+//! under the feed lock can see it. The interleaving is made exact by a
+//! file system that runs the schema write, through another handle, at the
+//! moment the guarded commit asks for the feed lock.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use revstore::{ChangeKind, Commit, CommitOutcome, Current, Guard, Key, StorageBackend};
+use revstore_yaml::{
+    DirEntry, FileId, FileSystem, LockMode, PathStat, RealFs, YamlBackend, YamlOptions,
+};
+use serde_json::json;
+use tempfile::TempDir;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// The real file system, running `hook` once, just before the first lock
+/// of a file named `changes.lock` (the feed lock) is taken.
+struct BeforeFeedLock {
+    hook: Mutex<Option<Hook>>,
+    ran: AtomicBool,
+}
+
+impl std::fmt::Debug for BeforeFeedLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeforeFeedLock")
+            .field("ran", &self.ran)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BeforeFeedLock {
+    fn new(hook: impl FnOnce() + Send + 'static) -> BeforeFeedLock {
+        BeforeFeedLock {
+            hook: Mutex::new(Some(Box::new(hook))),
+            ran: AtomicBool::new(false),
+        }
+    }
+}
+
+impl FileSystem for BeforeFeedLock {
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
+        RealFs.read_into(path, buf)
+    }
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        RealFs.is_dir(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        RealFs.list_dir(path)
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.create_dir(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.sync_dir(path)
+    }
+    fn open_lock_file(&self, path: &Path, create: bool) -> io::Result<File> {
+        RealFs.open_lock_file(path, create)
+    }
+    fn lock(&self, file: &File, path: &Path, mode: LockMode) -> io::Result<()> {
+        if path.file_name().is_some_and(|name| name == "changes.lock") {
+            let hook = self
+                .hook
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(hook) = hook {
+                hook();
+                self.ran.store(true, Ordering::SeqCst);
+            }
+        }
+        RealFs.lock(file, path, mode)
+    }
+    fn unlock(&self, file: &File, path: &Path) -> io::Result<()> {
+        RealFs.unlock(file, path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        RealFs.create_new(path)
+    }
+    fn open_append(&self, path: &Path) -> io::Result<File> {
+        RealFs.open_append(path)
+    }
+    fn file_id(&self, file: &File, path: &Path) -> io::Result<FileId> {
+        RealFs.file_id(file, path)
+    }
+    fn stat_path(&self, path: &Path) -> io::Result<PathStat> {
+        RealFs.stat_path(path)
+    }
+    fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        RealFs.read_at(file, path, offset, buf)
+    }
+    fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        RealFs.write(file, path, bytes)
+    }
+    fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
+        RealFs.sync_data(file, path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFs.rename(from, to)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        RealFs.truncate(path, len)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+}
+
+fn schema_key() -> Key {
+    Key::new_reserved("_schema", "models").unwrap()
+}
+
+fn orders() -> Key {
+    Key::new("models", "orders").unwrap()
+}
+
+/// Commits `body` at `key`, from `expected`, if `guard` (when given) is
+/// still at its revision.
+fn commit(
+    backend: &YamlBackend,
+    key: &Key,
+    expected: u64,
+    body: serde_json::Value,
+    guard: Option<(&Key, u64)>,
+) -> CommitOutcome {
+    let serde_json::Value::Object(body) = body else {
+        panic!("not a mapping: {body}");
+    };
+    let body = Arc::new(body);
+    backend
+        .commit(&Commit {
+            based_on: None,
+            key,
+            expected,
+            body: Some(&body),
+            guard: guard.map(|(key, revision)| Guard { key, revision }),
+            kind: if expected == 0 {
+                ChangeKind::Created
+            } else {
+                ChangeKind::Updated
+            },
+        })
+        .unwrap()
+}
+
+/// Staging files (`*.tmp`) anywhere under `root`.
+fn debris(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "tmp") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Whether someone holds a lock on `path` (a missing file is not held).
+fn is_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    fs2::FileExt::try_lock_exclusive(&file).is_err()
+}
+
+/// (key, revision) of every line of the feed.
+fn feed(backend: &YamlBackend) -> Vec<(String, u64)> {
+    backend
+        .changes_since(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|change| (change.key.to_string(), change.revision))
+        .collect()
+}
+
+#[test]
+fn a_write_of_the_guard_key_between_a_commits_checks_and_its_feed_lock_refuses_it() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().to_owned();
+    // Another process, say: a handle of its own, with lock files of its own.
+    let admin = Arc::new(YamlBackend::open(&root).unwrap());
+    assert_eq!(
+        commit(
+            &admin,
+            &orders(),
+            0,
+            json!({"v": 1}),
+            Some((&schema_key(), 0))
+        ),
+        CommitOutcome::Committed
+    );
+
+    let hook = {
+        let (admin, root) = (admin.clone(), root.clone());
+        move || {
+            // The guarded commit has checked its document and staged its
+            // file, and holds no lock of the guard key: the schema write
+            // gets through now.
+            assert!(
+                root.join("models/.orders.yaml.tmp").is_file(),
+                "the feed lock was asked for before the staging file was written"
+            );
+            assert!(
+                !is_held(&root.join("_schema/.models.lock")),
+                "the guarded commit holds a lock of the guard key"
+            );
+            assert_eq!(
+                commit(&admin, &schema_key(), 0, json!({"attributes": []}), None),
+                CommitOutcome::Committed
+            );
+        }
+    };
+    let fs = Arc::new(BeforeFeedLock::new(hook));
+    let writer = YamlBackend::open_with_fs(&root, YamlOptions::default(), fs.clone()).unwrap();
+    // Validated against the schema key at revision 0, before its write.
+    let outcome = commit(
+        &writer,
+        &orders(),
+        1,
+        json!({"v": 2}),
+        Some((&schema_key(), 0)),
+    );
+    assert!(fs.ran.load(Ordering::SeqCst), "the schema write never ran");
+    assert_eq!(
+        outcome,
+        CommitOutcome::GuardChanged {
+            actual: Current::Live { revision: 1 }
+        },
+        "a guarded commit went ahead after the guard key was written"
+    );
+
+    // Nothing of the refused commit is left: no staging file, no line, no
+    // change to the document, no lock held.
+    assert_eq!(debris(&root), Vec::<PathBuf>::new());
+    assert_eq!(
+        feed(&admin),
+        [
+            ("models/orders".to_owned(), 1),
+            ("_schema/models".to_owned(), 1)
+        ]
+    );
+    let stored = admin.read(&orders()).unwrap().unwrap();
+    assert_eq!(stored.revision, 1);
+    assert_eq!(stored.body.map(|b| b["v"].clone()), Some(json!(1)));
+    assert!(!is_held(&root.join(".revstore/changes.lock")));
+    assert!(!is_held(&root.join("models/.orders.lock")));
+
+    // Retried against the new schema, the write commits on the next seq.
+    assert_eq!(
+        commit(
+            &writer,
+            &orders(),
+            1,
+            json!({"v": 2}),
+            Some((&schema_key(), 1))
+        ),
+        CommitOutcome::Committed
+    );
+    let changes = admin.changes_since(0, usize::MAX).unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.seq, c.key.to_string(), c.revision))
+            .collect::<Vec<_>>(),
+        [
+            (1, "models/orders".to_owned(), 1),
+            (2, "_schema/models".to_owned(), 1),
+            (3, "models/orders".to_owned(), 2),
+        ]
+    );
+}
