@@ -234,6 +234,50 @@ fn restarts_and_killed_connections_under_load_lose_nothing_and_apply_nothing_twi
     assert_eq!(change.key.to_string(), "c/after");
 }
 
+/// Sets `synchronous_standby_names` and waits until the server applies it.
+/// `pg_reload_conf` only signals the reload: without the wait, a commit
+/// sent at once (a write that needs no read first sends its `BEGIN` within
+/// microseconds) can run under the old setting.
+fn set_standby(admin: &mut postgres::Client, names: &str) {
+    admin
+        .batch_execute(&format!(
+            "ALTER SYSTEM SET synchronous_standby_names = '{names}'"
+        ))
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // A session sees the new value once the postmaster has reloaded
+        // and signalled every backend, each of which applies it before
+        // its next command.
+        let applied: String = admin
+            .query_one("SHOW synchronous_standby_names", &[])
+            .unwrap()
+            .get(0);
+        if applied == names {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never applied {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Drops the synchronous standby setting when dropped, even in a panic.
+struct ResetStandby<'a>(&'a str);
+
+impl Drop for ResetStandby<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = admin_client(self.0) {
+            let _ = admin.batch_execute(
+                "ALTER SYSTEM SET synchronous_standby_names = ''; SELECT pg_reload_conf()",
+            );
+        }
+    }
+}
+
 /// A commit whose connection is killed while `COMMIT` waits (here for a
 /// synchronous standby that does not exist: the transaction has committed
 /// locally, and the client only sees its connection drop) is settled by
@@ -250,15 +294,10 @@ fn a_commit_whose_connection_drops_during_commit_is_settled_as_committed() {
     let store = Store::open(PostgresBackend::open(&url).unwrap());
     store.create("c", "k", json!({"v": 0})).unwrap();
     let mut admin = admin_client(&server.url).unwrap();
-    let set_standby = |admin: &mut postgres::Client, names: &str| {
-        admin
-            .batch_execute(&format!(
-                "ALTER SYSTEM SET synchronous_standby_names = '{names}'"
-            ))
-            .unwrap();
-        admin.batch_execute("SELECT pg_reload_conf()").unwrap();
-    };
     set_standby(&mut admin, "nobody");
+    // Whatever happens below, the standby is dropped again: the location's
+    // clean-up (DROP SCHEMA) would otherwise wait for it for ever.
+    let _reset = ResetStandby(&server.url);
     let outcome = std::thread::scope(|s| {
         let writer =
             s.spawn(|| store.replace("c", "k", json!({"v": 1}), Precondition::Revision(1)));
