@@ -14,7 +14,8 @@
 //!    committed revision satisfies the schema current at its seq (and
 //!    every refusal is explained); the history checker proves no update
 //!    was lost. Writers sleep up to 1 ms between operations, so that the
-//!    schema's exclusive lock (YAML) finds gaps between their shared ones.
+//!    schema writer's commits interleave with theirs rather than queue
+//!    behind bursts of them.
 //!    Default size per backend: 6 × 300 = 1 800 writes and reads plus the
 //!    schema changes made meanwhile (memory: 4 threads × 300 in one
 //!    process); `REVSTORE_SOAK=N` multiplies the steps by N.
