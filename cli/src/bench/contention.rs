@@ -373,20 +373,48 @@ fn raw_threads(
     ops: usize,
 ) -> Result<Round, CliError> {
     let body = body_of_size(1 << 10).to_string();
+    let (elapsed, missed) = timed_writers(
+        t,
+        |w| {
+            let mut raw = RawSqlite::open(path, durability)?;
+            raw.poll_for_locks()?;
+            let key = key_of(Work::OwnPatch, w);
+            raw.put(C, &key, &body)?;
+            Ok((raw, key))
+        },
+        |_, (mut raw, key)| super::worker::raw_update_loop(&mut raw, C, &key, &body, ops),
+    )?;
+    let total = (t * ops) as u64;
+    Ok(Round {
+        ops_per_sec: total as f64 / elapsed.max(1e-9),
+        ops: total,
+        conflicts: missed,
+        retries: 0,
+    })
+}
+
+/// Runs `t` writer threads: each prepares (untimed), all meet, then each
+/// writes, returning its conflicts. Returns the span from the first start
+/// to the last end, in seconds, and the conflicts summed.
+fn timed_writers<P>(
+    t: usize,
+    prepare: impl Fn(usize) -> Result<P, CliError> + Sync,
+    write: impl Fn(usize, P) -> Result<u64, CliError> + Sync,
+) -> Result<(f64, u64), CliError> {
     let barrier = Barrier::new(t);
     let results: Vec<Result<(Instant, Instant, u64), CliError>> = std::thread::scope(|scope| {
         let joins: Vec<_> = (0..t)
             .map(|w| {
-                let (barrier, body) = (&barrier, &body);
+                let (barrier, prepare, write) = (&barrier, &prepare, &write);
                 scope.spawn(move || {
-                    let mut raw = RawSqlite::open(path, durability)?;
-                    raw.poll_for_locks()?;
-                    let key = key_of(Work::OwnPatch, w);
-                    raw.put(C, &key, body)?;
+                    let prepared = prepare(w);
+                    // Met even by a writer that failed to prepare, so that
+                    // no other waits for it for ever.
                     barrier.wait();
+                    let prepared = prepared?;
                     let start = Instant::now();
-                    let missed = super::worker::raw_update_loop(&mut raw, C, &key, body, ops)?;
-                    Ok((start, Instant::now(), missed))
+                    let conflicts = write(w, prepared)?;
+                    Ok((start, Instant::now(), conflicts))
                 })
             })
             .collect();
@@ -395,27 +423,21 @@ fn raw_threads(
             .map(|j| {
                 j.join().unwrap_or_else(|_| {
                     Err(super::worker::worker_failed(
-                        "a raw writer thread panicked".to_owned(),
+                        "a writer thread panicked".to_owned(),
                     ))
                 })
             })
             .collect()
     });
     let mut span: Option<(Instant, Instant)> = None;
-    let mut missed = 0;
+    let mut conflicts = 0;
     for result in results {
-        let (start, end, m) = result?;
+        let (start, end, c) = result?;
         span = Some(span.map_or((start, end), |(f, l)| (f.min(start), l.max(end))));
-        missed += m;
+        conflicts += c;
     }
     let elapsed = span.map_or(0.0, |(f, l)| l.duration_since(f).as_secs_f64());
-    let total = (t * ops) as u64;
-    Ok(Round {
-        ops_per_sec: total as f64 / elapsed.max(1e-9),
-        ops: total,
-        conflicts: missed,
-        retries: 0,
-    })
+    Ok((elapsed, conflicts))
 }
 
 /// One round of `t` threads, `ops` writes each.
@@ -433,53 +455,17 @@ fn threads(
         _ => vec![setup.shared.clone(); t],
     };
     let lost_before: u64 = distinct_lost(&handles);
-    let barrier = Barrier::new(t);
-    let results: Vec<Result<(Instant, Instant, u64), CliError>> = std::thread::scope(|scope| {
-        let joins: Vec<_> = handles
-            .iter()
-            .enumerate()
-            .map(|(w, counting)| {
-                let store: Store = counting.store();
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    let key = key_of(work, w);
-                    barrier.wait();
-                    let start = Instant::now();
-                    let conflicts = match work {
-                        Work::HotCas => cas_loop(&store, C, &key, ops)?,
-                        _ => {
-                            patch_loop(&store, C, &key, w, ops)?;
-                            0
-                        }
-                    };
-                    Ok((start, Instant::now(), conflicts))
-                })
-            })
-            .collect();
-        joins
-            .into_iter()
-            .map(|j| {
-                j.join().unwrap_or_else(|_| {
-                    Err(super::worker::worker_failed(
-                        "a writer thread panicked".to_owned(),
-                    ))
-                })
-            })
-            .collect()
-    });
-    let mut first = None::<Instant>;
-    let mut last = None::<Instant>;
-    let mut conflicts = 0;
-    for result in results {
-        let (start, end, c) = result?;
-        first = Some(first.map_or(start, |f| f.min(start)));
-        last = Some(last.map_or(end, |l| l.max(end)));
-        conflicts += c;
-    }
-    let elapsed = match (first, last) {
-        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
-        _ => 0.0,
-    };
+    let (elapsed, conflicts) = timed_writers(
+        t,
+        |w| Ok(handles[w].store()),
+        |w, store: Store| {
+            let key = key_of(work, w);
+            match work {
+                Work::HotCas => cas_loop(&store, C, &key, ops),
+                _ => patch_loop(&store, C, &key, w, ops).map(|()| 0),
+            }
+        },
+    )?;
     let total = (t * ops) as u64;
     Ok(Round {
         ops_per_sec: total as f64 / elapsed.max(1e-9),
