@@ -618,29 +618,6 @@ mod tests {
         };
         let raw_samples = [rate(100.0), rate(80.0)];
         let revstore = rate(60.0);
-        let rows = raw_rows(
-            &setup,
-            Writers::Processes,
-            &raw.counts,
-            &raw_samples,
-            &[Round::default(); 2],
-            (4, &revstore),
-        );
-        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
-        assert_eq!(
-            cases,
-            [
-                "own keys raw UPDATE, 1 process",
-                "own keys raw UPDATE, 4 processes",
-                "own keys patch, 4 processes vs raw 4 processes",
-            ]
-        );
-        assert_eq!(rows[0].ratio(), None);
-        assert!((rows[1].ratio().unwrap() - 0.8).abs() < 1e-9);
-        assert!((rows[2].ratio().unwrap() - 0.75).abs() < 1e-9);
-        assert!(rows.iter().all(|r| r.target.is_none()));
-
-        // Threads sharing a handle get a raw baseline of threads.
         let threads = raw_baseline(&setup, Work::OwnPatch, Writers::SharedHandle, &all)
             .unwrap()
             .unwrap();
@@ -648,23 +625,43 @@ mod tests {
         let round = raw_threads(&threads.path, config.durability, 2, 3).unwrap();
         assert_eq!((round.ops, round.conflicts), (6, 0));
         assert!(round.ops_per_sec > 0.0);
-        let rows = raw_rows(
-            &setup,
-            Writers::SharedHandle,
-            &threads.counts,
-            &raw_samples,
-            &[Round::default(); 2],
-            (4, &revstore),
-        );
-        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
-        assert_eq!(
-            cases,
-            [
-                "own keys raw UPDATE, 1 thread",
-                "own keys raw UPDATE, 4 threads",
-                "own keys patch, 4 threads, shared handle vs raw 4 threads",
-            ]
-        );
+        // Processes get a raw baseline of processes, threads sharing a
+        // handle one of threads.
+        for (writers, counts, expected) in [
+            (
+                Writers::Processes,
+                &raw.counts,
+                [
+                    "own keys raw UPDATE, 1 process",
+                    "own keys raw UPDATE, 4 processes",
+                    "own keys patch, 4 processes vs raw 4 processes",
+                ],
+            ),
+            (
+                Writers::SharedHandle,
+                &threads.counts,
+                [
+                    "own keys raw UPDATE, 1 thread",
+                    "own keys raw UPDATE, 4 threads",
+                    "own keys patch, 4 threads, shared handle vs raw 4 threads",
+                ],
+            ),
+        ] {
+            let rows = raw_rows(
+                &setup,
+                writers,
+                counts,
+                &raw_samples,
+                &[Round::default(); 2],
+                (4, &revstore),
+            );
+            let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+            assert_eq!(cases, expected);
+            assert_eq!(rows[0].ratio(), None);
+            assert!((rows[1].ratio().unwrap() - 0.8).abs() < 1e-9);
+            assert!((rows[2].ratio().unwrap() - 0.75).abs() < 1e-9);
+            assert!(rows.iter().all(|r| r.target.is_none()));
+        }
     }
 
     #[test]
