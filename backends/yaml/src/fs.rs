@@ -759,76 +759,22 @@ mod tests {
         drop(held);
     }
 
-    /// The real file system, but the first lock of a file first moves its
-    /// path away by hand, between the caller's open and its lock.
-    #[derive(Debug, Default)]
-    struct MovesAwayBeforeTheFirstLock(std::sync::atomic::AtomicBool);
-
-    impl FileSystem for MovesAwayBeforeTheFirstLock {
-        fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
-            RealFs.read_into(path, buf)
-        }
-        fn is_dir(&self, path: &Path) -> io::Result<bool> {
-            RealFs.is_dir(path)
-        }
-        fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-            RealFs.list_dir(path)
-        }
-        fn create_dir(&self, path: &Path) -> io::Result<()> {
-            RealFs.create_dir(path)
-        }
-        fn sync_dir(&self, path: &Path) -> io::Result<()> {
-            RealFs.sync_dir(path)
-        }
-        fn open_lock_file(&self, path: &Path, create: bool) -> io::Result<File> {
-            RealFs.open_lock_file(path, create)
-        }
-        fn lock(&self, file: &File, path: &Path, mode: LockMode) -> io::Result<()> {
-            if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                std::fs::rename(path, path.with_extension("old"))?;
-            }
-            RealFs.lock(file, path, mode)
-        }
-        fn unlock(&self, file: &File, path: &Path) -> io::Result<()> {
-            RealFs.unlock(file, path)
-        }
-        fn create_new(&self, path: &Path) -> io::Result<File> {
-            RealFs.create_new(path)
-        }
-        fn open_append(&self, path: &Path) -> io::Result<File> {
-            RealFs.open_append(path)
-        }
-        fn file_id(&self, file: &File, path: &Path) -> io::Result<FileId> {
-            RealFs.file_id(file, path)
-        }
-        fn stat_path(&self, path: &Path) -> io::Result<PathStat> {
-            RealFs.stat_path(path)
-        }
-        fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            RealFs.read_at(file, path, offset, buf)
-        }
-        fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
-            RealFs.write(file, path, bytes)
-        }
-        fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
-            RealFs.sync_data(file, path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            RealFs.rename(from, to)
-        }
-        fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
-            RealFs.truncate(path, len)
-        }
-        fn remove_file(&self, path: &Path) -> io::Result<()> {
-            RealFs.remove_file(path)
-        }
-    }
-
     #[test]
+    #[cfg(feature = "testkit")]
     fn a_lock_file_moved_away_between_open_and_lock_is_opened_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".doc.lock");
-        let fs = Fs::new(Arc::new(MovesAwayBeforeTheFirstLock::default()));
+        // The first lock first moves its path away by hand, between the
+        // caller's open and its lock.
+        let moved = std::sync::atomic::AtomicBool::new(false);
+        let fs = Fs::new(Arc::new(crate::testkit::hooks::BeforeLock::new(
+            move |path| {
+                if !moved.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::fs::rename(path, path.with_extension("old"))?;
+                }
+                Ok(())
+            },
+        )));
         let held = fs.lock(&path, LockMode::Exclusive).unwrap();
         assert!(dir.path().join(".doc.old").exists(), "the move happened");
         assert_a_writer_through_the_path_is_excluded(&path);

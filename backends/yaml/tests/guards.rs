@@ -9,111 +9,34 @@
 //! file system that runs the schema write, through another handle, at the
 //! moment the guarded commit asks for the feed lock.
 
-use std::fs::File;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use revstore::{ChangeKind, Commit, CommitOutcome, Current, Guard, Key, StorageBackend};
-use revstore_yaml::{
-    DirEntry, FileId, FileSystem, LockMode, PathStat, RealFs, YamlBackend, YamlOptions,
-};
+use revstore_yaml::testkit::hooks::BeforeLock;
+use revstore_yaml::{YamlBackend, YamlOptions};
 use serde_json::json;
 use tempfile::TempDir;
 
-type Hook = Box<dyn FnOnce() + Send>;
-
 /// The real file system, running `hook` once, just before the first lock
-/// of a file named `changes.lock` (the feed lock) is taken.
-struct BeforeFeedLock {
-    hook: Mutex<Option<Hook>>,
-    ran: AtomicBool,
-}
-
-impl std::fmt::Debug for BeforeFeedLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BeforeFeedLock")
-            .field("ran", &self.ran)
-            .finish_non_exhaustive()
-    }
-}
-
-impl BeforeFeedLock {
-    fn new(hook: impl FnOnce() + Send + 'static) -> BeforeFeedLock {
-        BeforeFeedLock {
-            hook: Mutex::new(Some(Box::new(hook))),
-            ran: AtomicBool::new(false),
-        }
-    }
-}
-
-impl FileSystem for BeforeFeedLock {
-    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
-        RealFs.read_into(path, buf)
-    }
-    fn is_dir(&self, path: &Path) -> io::Result<bool> {
-        RealFs.is_dir(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        RealFs.list_dir(path)
-    }
-    fn create_dir(&self, path: &Path) -> io::Result<()> {
-        RealFs.create_dir(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        RealFs.sync_dir(path)
-    }
-    fn open_lock_file(&self, path: &Path, create: bool) -> io::Result<File> {
-        RealFs.open_lock_file(path, create)
-    }
-    fn lock(&self, file: &File, path: &Path, mode: LockMode) -> io::Result<()> {
+/// of a file named `changes.lock` (the feed lock) is taken; `ran` tells
+/// whether it did.
+fn before_feed_lock(hook: impl FnOnce() + Send + 'static) -> (BeforeLock, Arc<AtomicBool>) {
+    let hook = Mutex::new(Some(hook));
+    let ran = Arc::new(AtomicBool::new(false));
+    let ran_here = Arc::clone(&ran);
+    let fs = BeforeLock::new(move |path| {
         if path.file_name().is_some_and(|name| name == "changes.lock") {
-            let hook = self
-                .hook
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
+            let hook = hook.lock().unwrap_or_else(PoisonError::into_inner).take();
             if let Some(hook) = hook {
                 hook();
-                self.ran.store(true, Ordering::SeqCst);
+                ran_here.store(true, Ordering::SeqCst);
             }
         }
-        RealFs.lock(file, path, mode)
-    }
-    fn unlock(&self, file: &File, path: &Path) -> io::Result<()> {
-        RealFs.unlock(file, path)
-    }
-    fn create_new(&self, path: &Path) -> io::Result<File> {
-        RealFs.create_new(path)
-    }
-    fn open_append(&self, path: &Path) -> io::Result<File> {
-        RealFs.open_append(path)
-    }
-    fn file_id(&self, file: &File, path: &Path) -> io::Result<FileId> {
-        RealFs.file_id(file, path)
-    }
-    fn stat_path(&self, path: &Path) -> io::Result<PathStat> {
-        RealFs.stat_path(path)
-    }
-    fn read_at(&self, file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        RealFs.read_at(file, path, offset, buf)
-    }
-    fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        RealFs.write(file, path, bytes)
-    }
-    fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
-        RealFs.sync_data(file, path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
-        RealFs.truncate(path, len)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove_file(path)
-    }
+        Ok(())
+    });
+    (fs, ran)
 }
 
 fn schema_key() -> Key {
@@ -229,8 +152,8 @@ fn a_write_of_the_guard_key_between_a_commits_checks_and_its_feed_lock_refuses_i
             );
         }
     };
-    let fs = Arc::new(BeforeFeedLock::new(hook));
-    let writer = YamlBackend::open_with_fs(&root, YamlOptions::default(), fs.clone()).unwrap();
+    let (fs, ran) = before_feed_lock(hook);
+    let writer = YamlBackend::open_with_fs(&root, YamlOptions::default(), Arc::new(fs)).unwrap();
     // Validated against the schema key at revision 0, before its write.
     let outcome = commit(
         &writer,
@@ -239,7 +162,7 @@ fn a_write_of_the_guard_key_between_a_commits_checks_and_its_feed_lock_refuses_i
         json!({"v": 2}),
         Some((&schema_key(), 0)),
     );
-    assert!(fs.ran.load(Ordering::SeqCst), "the schema write never ran");
+    assert!(ran.load(Ordering::SeqCst), "the schema write never ran");
     assert_eq!(
         outcome,
         CommitOutcome::GuardChanged {

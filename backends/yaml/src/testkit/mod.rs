@@ -1,9 +1,11 @@
 //! This backend as seen by revstore's shared test suites, and the tools of
 //! its own crash-safety suites (feature `testkit`): a file system that
-//! fails any chosen step ([`faults`]) and one that records every operation
-//! so a power loss can be simulated afterwards ([`power`]).
+//! fails any chosen step ([`faults`]), one that records every operation
+//! so a power loss can be simulated afterwards ([`power`]), and one that
+//! runs a test's hook before each lock ([`hooks`]).
 
 pub mod faults;
+pub mod hooks;
 pub mod power;
 
 use revstore::testkit::{TestBackend, TestLocation};
