@@ -9,30 +9,13 @@ use std::sync::Arc;
 
 use revstore::{Error, Patch, Precondition, Store};
 use revstore_yaml::testkit::faults::{FaultyFs, OpKind};
+use revstore_yaml::testkit::staging_debris as debris;
 use revstore_yaml::{RealFs, YamlBackend, YamlOptions};
 use serde_json::json;
 use tempfile::TempDir;
 
 fn store(dir: &Path) -> Store {
     Store::open(YamlBackend::open(dir).unwrap())
-}
-
-/// Every `*.tmp` file under the root, relative, sorted.
-fn debris(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_owned()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "tmp") {
-                found.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 fn staging(root: &Path, collection: &str, name: &str) -> PathBuf {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use revstore::testkit::soak_factor;
 use revstore::{Change, Document, Error, Key, MemoryBackend, Patch, Precondition, Store};
 use revstore_yaml::testkit::faults::{FaultyFs, Fired, OpKind};
+use revstore_yaml::testkit::staging_debris as debris;
 use revstore_yaml::{RealFs, YamlBackend, YamlOptions};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -41,23 +42,6 @@ fn faulty(root: &Path, retain_changes: u64) -> (Store, Arc<FaultyFs>) {
 /// A handle that never fails (and does not fsync), to look at the truth.
 fn clean(root: &Path, retain_changes: u64) -> Store {
     faulty(root, retain_changes).0
-}
-
-/// Staging files (`*.tmp`) anywhere under the root.
-fn debris(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_owned()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "tmp") {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// The whole feed, however much of it is retained.
@@ -271,7 +255,7 @@ fn model_run(seed: u64, steps: usize, retain_changes: u64) {
             None => assert_eq!(outcome, run(&model, &op).0, "{context}"),
         }
         assert_same(&truth, &model, &context);
-        assert_eq!(debris(&root), Vec::<PathBuf>::new(), "{context}: debris");
+        assert_eq!(debris(&root), Vec::<String>::new(), "{context}: debris");
         if rng.below(25) == 0 {
             // A new handle (new file system wrapper too) on the same folder.
             (yaml, fs) = faulty(&root, retain_changes);
@@ -415,7 +399,7 @@ fn every_step_of_every_commit_can_fail_alone() {
                         }
                     }
                 }
-                assert_eq!(debris(&root), Vec::<PathBuf>::new(), "{context}: debris");
+                assert_eq!(debris(&root), Vec::<String>::new(), "{context}: debris");
                 // The same handle is usable at once.
                 let doc = store
                     .replace("models", "a", json!({"after": nth}), Precondition::Any)

@@ -9,12 +9,13 @@
 //! file system that runs the schema write, through another handle, at the
 //! moment the guarded commit asks for the feed lock.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use revstore::{ChangeKind, Commit, CommitOutcome, Current, Guard, Key, StorageBackend};
 use revstore_yaml::testkit::hooks::BeforeLock;
+use revstore_yaml::testkit::staging_debris as debris;
 use revstore_yaml::{YamlBackend, YamlOptions};
 use serde_json::json;
 use tempfile::TempDir;
@@ -74,23 +75,6 @@ fn commit(
             },
         })
         .unwrap()
-}
-
-/// Staging files (`*.tmp`) anywhere under `root`.
-fn debris(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_owned()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "tmp") {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// Whether someone holds a lock on `path` (a missing file is not held).
@@ -173,7 +157,7 @@ fn a_write_of_the_guard_key_between_a_commits_checks_and_its_feed_lock_refuses_i
 
     // Nothing of the refused commit is left: no staging file, no line, no
     // change to the document, no lock held.
-    assert_eq!(debris(&root), Vec::<PathBuf>::new());
+    assert_eq!(debris(&root), Vec::<String>::new());
     assert_eq!(
         feed(&admin),
         [

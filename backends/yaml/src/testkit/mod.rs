@@ -8,6 +8,8 @@ pub mod faults;
 pub mod hooks;
 pub mod power;
 
+use std::path::Path;
+
 use revstore::testkit::{TestBackend, TestLocation};
 use revstore::{Durability, Store};
 use tempfile::TempDir;
@@ -73,4 +75,31 @@ impl TestBackend for YamlTestBackend {
             },
         })
     }
+}
+
+/// Every staging file (`*.tmp`) under `root`, relative to it, sorted: what
+/// a commit that failed or was refused must not leave behind.
+///
+/// # Panics
+/// When a folder under `root` cannot be read (a test tool).
+pub fn staging_debris(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", folder.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("cannot list {}: {e}", folder.display()))
+                .path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "tmp") {
+                let relative = path.strip_prefix(root).unwrap_or(&path);
+                found.push(relative.display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
 }
