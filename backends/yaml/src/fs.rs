@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use revstore::{Error, Result};
 
+use crate::background_sync::{BackgroundSync, PendingSync};
+
 /// The primitive filesystem operations of the YAML backend.
 ///
 /// Implementations must behave like the operating system's calls named in
@@ -71,6 +73,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Writes all of `bytes` to `file` (opened by this file system from
     /// `path`) at its current position.
     fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Starts writing `file`'s dirty data back without waiting for it
+    /// (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that a later
+    /// [`sync_data`](Self::sync_data) has less left to do. A hint only:
+    /// nothing is durable until `sync_data` returns. Does nothing where the
+    /// system has no such call.
+    fn start_writeback(&self, file: &File, path: &Path) -> io::Result<()>;
     /// Flushes `file`'s data and the metadata needed to read it back
     /// (`fdatasync`), reporting any write-back failure.
     fn sync_data(&self, file: &File, path: &Path) -> io::Result<()>;
@@ -281,6 +289,29 @@ impl FileSystem for RealFs {
 
     fn write(&self, file: &mut File, _path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self, file: &File, _path: &Path) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain system call on a descriptor `file` keeps open for
+        // its duration; it reads and writes no memory of ours.
+        let status =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        if status == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            // A file system or kernel without it: the fsync does it all.
+            Some(libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) => Ok(()),
+            _ => Err(error),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start_writeback(&self, _file: &File, _path: &Path) -> io::Result<()> {
+        Ok(())
     }
 
     fn sync_data(&self, file: &File, _path: &Path) -> io::Result<()> {
@@ -556,13 +587,12 @@ impl Fs {
     }
 
     /// Writes `bytes` to the staging file of `target` (see
-    /// [`staging_path`]) and fsyncs it (`sync`), ready to be renamed over
-    /// `target` by [`StagedFile::rename_over`]. The caller must hold the
-    /// document's exclusive lock: a staging file already there is debris
-    /// and is replaced. A failed fsync is reported, never retried: Linux
-    /// may drop the dirty pages, so a retry could "succeed" without the
-    /// data.
-    pub fn stage(&self, target: &Path, bytes: &[u8], sync: bool) -> Result<StagedFile<'_>> {
+    /// [`staging_path`]), ready to be made durable by [`StagedFile::sync`]
+    /// and renamed over `target` by [`StagedFile::rename_over`]; when it is
+    /// to be synced (`durable`), its write-back starts at once, without
+    /// waiting. The caller must hold the document's exclusive lock: a
+    /// staging file already there is debris and is replaced.
+    pub fn stage(&self, target: &Path, bytes: &[u8], durable: bool) -> Result<StagedFile<'_>> {
         let temp = staging_path(target);
         let mut file = match self.0.create_new(&temp) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -572,19 +602,19 @@ impl Fs {
             other => other,
         }
         .map_err(|e| Error::io("create temp file", &temp, e))?;
+        let written = self.0.write(&mut file, &temp, bytes);
         // From here on, dropping `staged` removes the file again.
         let staged = StagedFile {
             fs: self,
             temp,
+            file: Arc::new(file),
             renamed: false,
         };
-        self.0
-            .write(&mut file, &staged.temp, bytes)
-            .map_err(|e| Error::io("write", &staged.temp, e))?;
-        if sync {
+        written.map_err(|e| Error::io("write", &staged.temp, e))?;
+        if durable {
             self.0
-                .sync_data(&file, &staged.temp)
-                .map_err(|e| Error::io("fsync", &staged.temp, e))?;
+                .start_writeback(&staged.file, &staged.temp)
+                .map_err(|e| Error::io("start write-back", &staged.temp, e))?;
         }
         Ok(staged)
     }
@@ -671,10 +701,41 @@ impl Fs {
 pub struct StagedFile<'a> {
     fs: &'a Fs,
     temp: PathBuf,
+    /// Kept open for [`sync`](Self::sync); shared with the helper thread
+    /// of [`start_sync`](Self::start_sync).
+    file: Arc<File>,
     renamed: bool,
 }
 
 impl StagedFile<'_> {
+    /// Flushes the staged bytes to stable storage (`fdatasync`). A failure
+    /// is reported, never retried: Linux may drop the dirty pages, so a
+    /// retry could "succeed" without the data.
+    pub fn sync(&self) -> Result<()> {
+        self.fs
+            .0
+            .sync_data(&self.file, &self.temp)
+            .map_err(|e| Error::io("fsync", &self.temp, e))
+    }
+
+    /// Starts [`sync`](Self::sync) on `helper`'s thread, so the caller can
+    /// fsync another file meanwhile; `None` when the helper is busy (then
+    /// [`finish_sync`](Self::finish_sync) fsyncs on the caller's thread).
+    pub fn start_sync<'h>(&self, helper: &'h BackgroundSync) -> Option<PendingSync<'h>> {
+        helper.start(&self.fs.0, &self.file, self.temp.clone())
+    }
+
+    /// Waits for the fsync [`start_sync`](Self::start_sync) started, or
+    /// when it started none, fsyncs now.
+    pub fn finish_sync(&self, started: Option<PendingSync<'_>>) -> Result<()> {
+        match started {
+            Some(pending) => pending
+                .wait()
+                .map_err(|e| Error::io("fsync", &self.temp, e)),
+            None => self.sync(),
+        }
+    }
+
     /// Renames the staged file over `target` atomically: a reader sees the
     /// old or the new file, never a mix. On failure `target` is untouched
     /// and the staged file is removed (best effort: the next commit of the

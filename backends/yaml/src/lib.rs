@@ -147,13 +147,17 @@
 //! seqs; the log is append-only and not meant to be edited.
 //!
 //! **Writing.** A commit, already holding its document's lock and having
-//! checked the document's revision, writes and (under full durability)
-//! fsyncs the staging file of the new document; then it takes
+//! checked the document's revision, writes the staging file of the new
+//! document (under full durability starting its write-back); then it takes
 //! `.revstore/changes.lock` *exclusively*, checks its guard if it has one
 //! (removing the staging file and releasing the lock, with nothing
 //! appended, when the guard key has moved on), finds the last seq in the
-//! newest segment, appends the line with the next seq, fsyncs the segment,
-//! renames the staging file over the document and releases the feed lock;
+//! newest segment, appends the line with the next seq and fsyncs the
+//! segment while a helper thread of the handle fsyncs the staging file
+//! (so that, on a journaling file system, both ride one journal commit
+//! rather than two in a row; a commit that finds the helper busy with
+//! another commit's fsync makes its own after the segment's), renames the
+//! staging file over the document and releases the feed lock;
 //! the document's folder is fsynced after that. Seqs therefore increase in commit order across
 //! threads, handles and processes, and a document never becomes durable
 //! before its line.
@@ -294,6 +298,7 @@
 //!
 #![warn(missing_docs)]
 
+mod background_sync;
 mod changelog;
 mod codec;
 mod digest;
@@ -313,6 +318,7 @@ use revstore::{
     NameKind, Record, Result, StorageBackend,
 };
 
+use background_sync::BackgroundSync;
 use changelog::ChangeLog;
 pub use changelog::{MAX_SEGMENT_CHANGES, STATE_DIR};
 pub use codec::{MAX_DEPTH, MAX_REVISION};
@@ -374,6 +380,8 @@ pub struct YamlBackend {
     /// only for the exact bytes it came from: a read still reads the whole
     /// file, and skips parsing it when the bytes are the ones cached.
     decodes: DecodeCache,
+    /// Fsyncs a commit's staging file while the commit fsyncs the feed.
+    background_sync: BackgroundSync,
 }
 
 impl YamlBackend {
@@ -444,6 +452,7 @@ impl YamlBackend {
                 options.durability == Durability::Full,
             ),
             decodes: DecodeCache::default(),
+            background_sync: BackgroundSync::default(),
         };
         backend.create_dir_all(root)?;
         Ok(backend)
@@ -671,7 +680,8 @@ impl StorageBackend for YamlBackend {
             });
         };
         // Replaces the staging file a crashed writer may have left (we hold
-        // the document's exclusive lock, so no live writer owns it).
+        // the document's exclusive lock, so no live writer owns it). Synced
+        // below, under the feed lock.
         let staged = self.fs.stage(&path, &bytes, self.syncs())?;
         // The feed lock comes last (after the document's), and is held
         // from the append until the rename is done, so no feed reader sees
@@ -692,7 +702,32 @@ impl StorageBackend for YamlBackend {
                 return Ok(CommitOutcome::GuardChanged { actual });
             }
         }
-        change.append(key, commit.new_revision(), commit.kind)?;
+        // The staging file is fsynced only now, on the helper thread while
+        // this one appends and fsyncs the segment: on a journaling file
+        // system both fsyncs then ride one journal commit and one device
+        // flush (its write-back, started when it was written, has made its
+        // blocks part of that commit). Done one after the other, they cost
+        // about two; the order that matters stands: both are durable
+        // before the rename.
+        let started = if self.syncs() {
+            staged.start_sync(&self.background_sync)
+        } else {
+            None
+        };
+        let appended = change.append(key, commit.new_revision(), commit.kind);
+        // Without the helper (busy with another commit's fsync), the
+        // staging file is fsynced here, after the segment, unless the
+        // append failed and the commit is over anyway.
+        let synced = if started.is_some() || (self.syncs() && appended.is_ok()) {
+            staged.finish_sync(started)
+        } else {
+            Ok(())
+        };
+        appended?;
+        if let Err(e) = synced {
+            change.undo();
+            return Err(e);
+        }
         if let Err(e) = staged.rename_over(&path) {
             change.undo();
             return Err(e);

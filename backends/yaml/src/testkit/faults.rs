@@ -37,6 +37,8 @@ pub enum OpKind {
     /// [`FileSystem::write`]; a failing write first writes half its bytes,
     /// as a full disk can.
     Write,
+    /// [`FileSystem::start_writeback`].
+    StartWriteback,
     /// [`FileSystem::sync_data`].
     Sync,
     /// [`FileSystem::rename`].
@@ -49,7 +51,7 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind.
-    pub const ALL: [OpKind; 15] = [
+    pub const ALL: [OpKind; 16] = [
         OpKind::Read,
         OpKind::IsDir,
         OpKind::ListDir,
@@ -61,6 +63,7 @@ impl OpKind {
         OpKind::OpenAppend,
         OpKind::StatFile,
         OpKind::Write,
+        OpKind::StartWriteback,
         OpKind::Sync,
         OpKind::Rename,
         OpKind::Truncate,
@@ -264,6 +267,15 @@ impl FileSystem for FaultyFs {
             return Err(e);
         }
         self.inner.write(file, path, bytes)
+    }
+
+    fn start_writeback(&self, file: &File, path: &Path) -> io::Result<()> {
+        self.check(OpKind::StartWriteback, path)?;
+        if self.real_syncs {
+            self.inner.start_writeback(file, path)
+        } else {
+            Ok(())
+        }
     }
 
     fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {

@@ -76,6 +76,9 @@ impl FileSystem for BeforeLock {
     fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
         RealFs.write(file, path, bytes)
     }
+    fn start_writeback(&self, file: &File, path: &Path) -> io::Result<()> {
+        RealFs.start_writeback(file, path)
+    }
     fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
         RealFs.sync_data(file, path)
     }

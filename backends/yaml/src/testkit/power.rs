@@ -200,6 +200,16 @@ impl FileSystem for RecordingFs {
         Ok(())
     }
 
+    // Not logged: a hint that makes nothing durable, so the disk model
+    // treats the file's data as unsynced until `sync_data`.
+    fn start_writeback(&self, file: &File, path: &Path) -> io::Result<()> {
+        if self.real_syncs {
+            self.inner.start_writeback(file, path)
+        } else {
+            Ok(())
+        }
+    }
+
     fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
         let mut log = self.log();
         if self.real_syncs {
