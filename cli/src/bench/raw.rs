@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use revstore::{Body, Durability, Error};
@@ -312,6 +312,48 @@ pub struct RawFile {
     /// The change log of [`write_with_feed`](RawFile::write_with_feed),
     /// opened on its first call, and the lines appended to it.
     feed: Option<(File, u64)>,
+    /// The second thread of [`write_with_feed`](RawFile::write_with_feed),
+    /// started on its first durable call.
+    syncer: Option<SyncThread>,
+}
+
+/// A thread that fsyncs the files it is sent, one at a time, and sends
+/// each result back: the floor's counterpart of revstore-yaml's fsync
+/// helper.
+#[derive(Debug)]
+struct SyncThread {
+    files: mpsc::Sender<File>,
+    results: mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl SyncThread {
+    fn start() -> SyncThread {
+        let (files, to_sync) = mpsc::channel::<File>();
+        let (synced, results) = mpsc::channel();
+        // Ends when `files` is dropped with the `RawFile`.
+        std::thread::spawn(move || {
+            for file in to_sync {
+                if synced.send(file.sync_all()).is_err() {
+                    return;
+                }
+            }
+        });
+        SyncThread { files, results }
+    }
+
+    /// Fsyncs `file` on the thread while `meanwhile` runs on this one.
+    fn sync_beside<T>(
+        &self,
+        file: File,
+        meanwhile: impl FnOnce() -> T,
+    ) -> (std::io::Result<()>, T) {
+        let gone = || std::io::Error::other("the fsync thread ended");
+        if self.files.send(file).is_err() {
+            return (Err(gone()), meanwhile());
+        }
+        let result = meanwhile();
+        (self.results.recv().unwrap_or_else(|_| Err(gone())), result)
+    }
 }
 
 impl RawFile {
@@ -325,6 +367,7 @@ impl RawFile {
             dir: dir.to_path_buf(),
             durability,
             feed: None,
+            syncer: None,
         })
     }
 
@@ -339,14 +382,18 @@ impl RawFile {
     }
 
     /// What [`write`](RawFile::write) does, plus the change-feed line a
-    /// revstore-yaml commit appends (and fsyncs, when full) after staging
-    /// the document and before renaming it: the floor of revstore-yaml's
-    /// design, three fsyncs where the bare loop makes two.
+    /// revstore-yaml commit appends after staging the document and before
+    /// renaming it: the floor of revstore-yaml's design. When full, the
+    /// line's fsync and the temp file's (on a second thread) run at once,
+    /// as revstore-yaml makes them, before the rename and the folder's.
     ///
     /// # Errors
     /// The file system's errors, naming the file.
     pub fn write_with_feed(&mut self, name: &str, bytes: &[u8]) -> Result<(), CliError> {
-        let temp = self.stage(name, bytes)?;
+        let temp = self.dir.join(format!(".{name}.tmp"));
+        let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| io_error("write", &temp, e))?;
         let log = self.dir.join("changes.log");
         let (feed, seq) = match &mut self.feed {
             Some(open) => open,
@@ -363,10 +410,21 @@ impl RawFile {
         let line = format!(
             "{{\"seq\":{seq},\"collection\":\"c\",\"name\":\"{name}\",\"revision\":{seq},\"kind\":\"updated\"}}\n"
         );
-        feed.write_all(line.as_bytes())
-            .map_err(|e| io_error("append to", &log, e))?;
+        let append = || {
+            feed.write_all(line.as_bytes())
+                .map_err(|e| io_error("append to", &log, e))?;
+            feed.sync_all().map_err(|e| io_error("fsync", &log, e))
+        };
         if self.durability == Durability::Full {
-            feed.sync_all().map_err(|e| io_error("fsync", &log, e))?;
+            let (synced, appended) = self
+                .syncer
+                .get_or_insert_with(SyncThread::start)
+                .sync_beside(file, append);
+            synced.map_err(|e| io_error("fsync", &temp, e))?;
+            appended?;
+        } else {
+            feed.write_all(line.as_bytes())
+                .map_err(|e| io_error("append to", &log, e))?;
         }
         self.publish(&temp, name)
     }
