@@ -184,6 +184,7 @@ fn measure(
         Writers::Processes => plan.ops(setup.config).max(2),
         _ => (plan.ops(setup.config) / 3).max(2),
     };
+    let ops = sized_to_last(ctx, setup, work, writers, ops)?;
     let counts = plan.writers.clone();
     let raw = raw_baseline(setup, work, writers, &counts)?;
     let raw_counts = raw.as_ref().map_or(&[][..], |r| &r.counts[..]);
@@ -391,6 +392,37 @@ fn raw_threads(
         conflicts: missed,
         retries: 0,
     })
+}
+
+/// Writes per writer in a round: at least `ops`, and at least what one
+/// writer alone writes in the plan's `contention_writer_time`, measured by
+/// an untimed round of one writer (which also warms the store's caches).
+/// Rounds of a few milliseconds (66 relaxed SQLite writes a thread took
+/// about 2 ms) measured threads and processes starting and ending at
+/// different moments more than writers contending: 4 threads on one key
+/// made 0.30–0.51× one writer in such rounds and 0.84–0.87× in rounds of
+/// 600 writes a thread, on the same build.
+fn sized_to_last(
+    ctx: &Context<'_>,
+    setup: &Setup<'_>,
+    work: Work,
+    writers: Writers,
+    ops: usize,
+) -> Result<usize, CliError> {
+    let time = ctx.plan.contention_writer_time;
+    if time.is_zero() {
+        return Ok(ops);
+    }
+    let round = match writers {
+        Writers::Processes => {
+            let start = setup.dir.join("start-sizing");
+            processes(ctx, setup, work, None, 1, ops, start)?
+        }
+        _ => threads(setup, work, writers, 1, ops)?,
+    };
+    let in_time = (round.ops_per_sec * time.as_secs_f64()).ceil();
+    // Bounded, so a bogus rate cannot make a round run for hours.
+    Ok(ops.max(in_time.min(1e6) as usize))
 }
 
 /// Runs `t` writer threads: each prepares (untimed), all meet, then each
