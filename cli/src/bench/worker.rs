@@ -172,15 +172,21 @@ pub fn patch_loop(
 }
 
 /// `ops` increments of the document's `counter`: read, then
-/// compare-and-swap on the revision read, again after every conflict.
-/// Returns the conflicts.
+/// compare-and-swap on the revision read, again after every conflict,
+/// pausing first as the engine's own retries do
+/// ([`RetryPolicy::backoff`](revstore::RetryPolicy::backoff)), as a
+/// caller's retry loop should. Returns the conflicts.
 ///
 /// # Errors
 /// The store's errors other than conflicts; a missing document.
 pub fn cas_loop(store: &Store, collection: &str, key: &str, ops: usize) -> Result<u64, CliError> {
+    let retry = revstore::RetryPolicy::default();
     let mut conflicts = 0;
     for _ in 0..ops {
-        loop {
+        for attempt in 1u32.. {
+            if attempt > 1 {
+                std::thread::sleep(retry.backoff(attempt));
+            }
             let Some(mut doc) = store.get(collection, key)? else {
                 return Err(Error::NotFound {
                     key: revstore::Key::new(collection, key)?,
