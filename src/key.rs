@@ -26,6 +26,17 @@ pub struct Key {
 }
 
 impl Key {
+    /// A bound that sorts before every key of `collection` and after every
+    /// key of the collections before it: where an ordered map's range of
+    /// the collection starts. Not a valid key (its name is empty), so it
+    /// never leaves the crate.
+    pub(crate) fn before_collection(collection: &str) -> Key {
+        Key {
+            collection: collection.to_owned(),
+            name: String::new(),
+        }
+    }
+
     /// Validates and builds a key for a user collection.
     ///
     /// # Errors

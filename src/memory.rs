@@ -110,11 +110,13 @@ impl StorageBackend for MemoryBackend {
     }
 
     fn list(&self, collection: &str) -> Result<Vec<Entry>> {
+        // Keys sort by collection first: one range, not the whole map.
         Ok(self
             .state()
             .records
-            .iter()
-            .filter(|(k, r)| k.collection() == collection && r.body.is_some())
+            .range(Key::before_collection(collection)..)
+            .take_while(|(k, _)| k.collection() == collection)
+            .filter(|(_, r)| r.body.is_some())
             .map(|(k, r)| Entry {
                 name: k.name().to_owned(),
                 revision: r.revision,
