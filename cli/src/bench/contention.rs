@@ -24,7 +24,7 @@ use std::time::Instant;
 use revstore::Store;
 use serde_json::Value;
 
-use super::measure::Samples;
+use super::measure::{ops_lasting, Samples};
 use super::raw::RawSqlite;
 use super::report::{Row, Target, Unit};
 use super::subject::{body_of_size, Config, Counting, Kind};
@@ -395,13 +395,13 @@ fn raw_threads(
 }
 
 /// Writes per writer in a round: at least `ops`, and at least what one
-/// writer alone writes in the plan's `contention_writer_time`, measured by
-/// an untimed round of one writer (which also warms the store's caches).
-/// Rounds of a few milliseconds (66 relaxed SQLite writes a thread took
-/// about 2 ms) measured threads and processes starting and ending at
-/// different moments more than writers contending: 4 threads on one key
-/// made 0.30–0.51× one writer in such rounds and 0.84–0.87× in rounds of
-/// 600 writes a thread, on the same build.
+/// writer alone writes in the plan's `sample_time`, measured by an untimed
+/// round of one writer (which also warms the store's caches). Rounds of a
+/// few milliseconds (66 relaxed SQLite writes a thread took about 2 ms)
+/// measured threads and processes starting and ending at different
+/// moments more than writers contending: 4 threads on one key made
+/// 0.30–0.51× one writer in such rounds and 0.84–0.87× in rounds of 600
+/// writes a thread, on the same build.
 fn sized_to_last(
     ctx: &Context<'_>,
     setup: &Setup<'_>,
@@ -409,7 +409,7 @@ fn sized_to_last(
     writers: Writers,
     ops: usize,
 ) -> Result<usize, CliError> {
-    let time = ctx.plan.contention_writer_time;
+    let time = ctx.plan.sample_time;
     if time.is_zero() {
         return Ok(ops);
     }
@@ -420,9 +420,7 @@ fn sized_to_last(
         }
         _ => threads(setup, work, writers, 1, ops)?,
     };
-    let in_time = (round.ops_per_sec * time.as_secs_f64()).ceil();
-    // Bounded, so a bogus rate cannot make a round run for hours.
-    Ok(ops.max(in_time.min(1e6) as usize))
+    Ok(ops_lasting(ops, round.ops_per_sec, time))
 }
 
 /// Runs `t` writer threads: each prepares (untimed), all meet, then each

@@ -1,6 +1,6 @@
 //! Timing loops and the statistics of their samples.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::CliError;
 
@@ -76,6 +76,19 @@ pub fn time_ops(
     Ok(start.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64)
 }
 
+/// Operations per sample: at least `n`, and at least as many as `rate`
+/// (operations per second, measured beforehand) makes in `time`, so that
+/// a sample of a fast configuration lasts long enough to be measured
+/// (bounded, so a bogus rate cannot make a sample run for hours).
+pub fn ops_lasting(n: usize, rate: f64, time: Duration) -> usize {
+    let in_time = (rate * time.as_secs_f64()).ceil();
+    if in_time.is_finite() && in_time > 0.0 {
+        n.max(in_time.min(1e6) as usize)
+    } else {
+        n
+    }
+}
+
 /// One case of [`interleaved`]: how many operations a sample runs, and
 /// the operation.
 pub type Case<'a> = (usize, &'a mut dyn FnMut(usize) -> Result<(), CliError>);
@@ -103,6 +116,18 @@ mod tests {
         assert_eq!(percentile(&v, 0.9), 5.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
         assert_eq!(percentile(&[7.0], 0.9), 7.0);
+    }
+
+    #[test]
+    fn samples_last_at_least_the_time_asked_and_never_shrink() {
+        assert_eq!(ops_lasting(200, 40_000.0, Duration::from_millis(25)), 1000);
+        assert_eq!(ops_lasting(200, 4_000.0, Duration::from_millis(25)), 200);
+        assert_eq!(
+            ops_lasting(200, f64::INFINITY, Duration::from_millis(25)),
+            200
+        );
+        assert_eq!(ops_lasting(200, 40_000.0, Duration::ZERO), 200);
+        assert_eq!(ops_lasting(3, 1e12, Duration::from_secs(1)), 1_000_000);
     }
 
     #[test]

@@ -89,11 +89,12 @@ pub struct Plan {
     pub writers: Vec<usize>,
     /// Samples per contention case.
     pub contention_samples: usize,
-    /// How long one writer alone should write in a contention round: each
-    /// writer of a round writes at least as much as one writer alone does
-    /// in this time, measured in an untimed round first (zero: no such
-    /// round, `ops_*` alone decide).
-    pub contention_writer_time: std::time::Duration,
+    /// The least time a sample of one writer should last: a sample of the
+    /// `ops` group (per configuration, timed on patches) and each writer
+    /// of a contention round make at least as many operations as one
+    /// writer alone makes in this time, measured in an untimed warm-up
+    /// first (zero: no warm-up, `ops_*` alone decide).
+    pub sample_time: std::time::Duration,
     /// Body sizes in bytes for patch latency.
     pub body_sizes: Vec<usize>,
     /// Collection sizes for patch latency and list time.
@@ -111,7 +112,7 @@ impl Plan {
                 ops_full: 3,
                 writers: vec![1, 2],
                 contention_samples: 1,
-                contention_writer_time: std::time::Duration::ZERO,
+                sample_time: std::time::Duration::ZERO,
                 body_sizes: vec![1 << 10, 16 << 10],
                 store_sizes: vec![100, 300],
             }
@@ -123,7 +124,7 @@ impl Plan {
                 ops_full: 60,
                 writers: vec![1, 2, 4, 8],
                 contention_samples: 5,
-                contention_writer_time: std::time::Duration::from_millis(20),
+                sample_time: std::time::Duration::from_millis(25),
                 body_sizes: vec![1 << 10, 16 << 10, 256 << 10, 1 << 20],
                 store_sizes: vec![100, 10_000, 100_000],
             }
