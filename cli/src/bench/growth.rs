@@ -18,7 +18,7 @@ use revstore::{Durability, Patch, Precondition, Store, StoreOptions};
 use serde_json::{json, Value};
 
 use super::floor::Floor;
-use super::measure::{interleaved, Case, Samples};
+use super::measure::{interleaved, ops_lasting, time_ops, Case, Samples};
 use super::report::{Row, Target, Unit};
 use super::subject::{body_of_size, size_name, Config, Kind};
 use super::worker::{Spawned, Task, WorkerArgs};
@@ -131,6 +131,7 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
     let body = body_of_size(1 << 10);
     let mut filled = 0usize;
     let mut first_patch: Vec<f64> = Vec::new();
+    let mut sample_ops: Vec<usize> = Vec::new();
     let mut rows = Vec::new();
     let largest = plan.store_sizes.iter().copied().max().unwrap_or(0);
     for &size in &plan.store_sizes {
@@ -146,7 +147,6 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
         let fill_secs = started.elapsed().as_secs_f64();
         for (k, (durability, store)) in measured.iter().enumerate() {
             let config = at(*durability);
-            let n = plan.ops(config);
             let mut patch = |i: usize| {
                 store
                     .patch(
@@ -158,7 +158,19 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
                     .map(drop)
                     .map_err(CliError::from)
             };
-            let mut cases: Vec<Case<'_>> = vec![(n, &mut patch)];
+            // Sized once, at the smallest store, on untimed patches (as
+            // the ops group's samples), and kept for the larger stores.
+            if sample_ops.len() <= k {
+                let warm_up = plan.ops(config);
+                let n = if plan.sample_time.is_zero() {
+                    warm_up
+                } else {
+                    let micros = time_ops(0, warm_up, &mut patch)?;
+                    ops_lasting(warm_up, 1e6 / micros.max(1e-3), plan.sample_time)
+                };
+                sample_ops.push(n);
+            }
+            let mut cases: Vec<Case<'_>> = vec![(sample_ops[k], &mut patch)];
             let samples = interleaved(plan.samples, &mut cases)?;
             let median = samples[0].median_micros();
             if first_patch.len() <= k {
