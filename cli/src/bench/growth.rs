@@ -5,7 +5,9 @@
 //!   beside the latency at the smallest size. The collection is filled
 //!   through a relaxed-durability handle (filling 100 000 documents with
 //!   an fsync each would take most of the run); the patches are then
-//!   measured at both levels.
+//!   measured at both levels. For SQLite, a raw `UPDATE` of random rows
+//!   of a table of the same size runs beside them, for how much of the
+//!   growth is SQLite's own (random pages read, written and checkpointed).
 //! - List time against store size, beside a raw listing; and at the
 //!   largest size, the peak memory a listing adds (`VmHWM` of a child
 //!   process before and after), beside a raw listing's.
@@ -19,6 +21,7 @@ use serde_json::{json, Value};
 
 use super::floor::Floor;
 use super::measure::{interleaved, ops_lasting, time_ops, Case, Samples};
+use super::raw::RawSqlite;
 use super::report::{Row, Target, Unit};
 use super::subject::{body_of_size, size_name, Config, Kind};
 use super::worker::{Spawned, Task, WorkerArgs};
@@ -132,6 +135,18 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
     let mut filled = 0usize;
     let mut first_patch: Vec<f64> = Vec::new();
     let mut sample_ops: Vec<usize> = Vec::new();
+    // SQLite's raw baseline: a table of its own, one connection per
+    // durability level, filled alongside the store.
+    let mut raw: Vec<RawSqlite> = Vec::new();
+    let mut first_raw: Vec<f64> = Vec::new();
+    // A `Value` always encodes (its map keys are strings).
+    let raw_json = body.to_string();
+    if kind == Kind::Sqlite {
+        let path = dir.join("raw-sizes.sqlite");
+        for durability in [Durability::Full, Durability::Relaxed] {
+            raw.push(RawSqlite::open(&path, durability)?);
+        }
+    }
     let mut rows = Vec::new();
     let largest = plan.store_sizes.iter().copied().max().unwrap_or(0);
     for &size in &plan.store_sizes {
@@ -140,6 +155,9 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
             kind.name()
         ));
         let started = Instant::now();
+        if let Some(raw) = raw.first_mut() {
+            raw.fill(C, (filled..size).map(doc_name), &raw_json)?;
+        }
         while filled < size {
             filler.create(C, &doc_name(filled), body.clone())?;
             filled += 1;
@@ -170,12 +188,40 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
                 };
                 sample_ops.push(n);
             }
-            let mut cases: Vec<Case<'_>> = vec![(sample_ops[k], &mut patch)];
+            let n = sample_ops[k];
+            let mut raw_update = raw.get_mut(k).map(|raw| {
+                let raw_json = &raw_json;
+                move |i: usize| {
+                    raw.update(C, &doc_name(i.wrapping_mul(7919) % size), raw_json)
+                        .map(drop)
+                }
+            });
+            let mut cases: Vec<Case<'_>> = vec![(n, &mut patch)];
+            if let Some(raw_update) = raw_update.as_mut() {
+                cases.push((n, raw_update));
+            }
             let samples = interleaved(plan.samples, &mut cases)?;
+            drop(cases);
             let median = samples[0].median_micros();
             if first_patch.len() <= k {
                 first_patch.push(median);
             }
+            let raw_growth = samples.get(1).map(|raw_samples| {
+                let raw_median = raw_samples.median_micros();
+                if first_raw.len() <= k {
+                    first_raw.push(raw_median);
+                }
+                let row = Row::from_samples(
+                    GROUP,
+                    format!("raw UPDATE 1 KiB, {size} docs"),
+                    kind.name(),
+                    config.durability_name(),
+                    Unit::MicrosPerOp,
+                    raw_samples,
+                )
+                .against(format!("at {} docs", plan.store_sizes[0]), first_raw[k]);
+                (raw_median / first_raw[k], row)
+            });
             let mut row = Row::from_samples(
                 GROUP,
                 format!("patch 1 KiB, {size} docs"),
@@ -189,8 +235,15 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
             if size == TARGET_SIZE {
                 row = row.target(Target::RatioAtMost(1.5));
             }
+            if let Some((growth, _)) = &raw_growth {
+                row = row.note("raw_growth", *growth);
+            }
             ctx.done(&row);
             rows.push(row);
+            if let Some((_, raw_row)) = raw_growth {
+                ctx.done(&raw_row);
+                rows.push(raw_row);
+            }
         }
         let row = list_time(ctx, kind, &dir, &location, &measured[0].1, size)?;
         ctx.done(&row);
