@@ -348,6 +348,27 @@ pub struct RawFile {
     /// The second thread of [`write_with_feed`](RawFile::write_with_feed),
     /// started on its first durable call.
     syncer: Option<SyncThread>,
+    /// The document's and the feed's lock files of
+    /// [`write_with_feed`](RawFile::write_with_feed), opened on its first
+    /// call and kept open, as revstore-yaml keeps its own.
+    locks: Option<(File, File)>,
+}
+
+/// An exclusive `flock` held until dropped.
+struct Locked<'a>(&'a File);
+
+impl<'a> Locked<'a> {
+    fn exclusive(file: &'a File, dir: &Path) -> Result<Locked<'a>, CliError> {
+        fs2::FileExt::lock_exclusive(file).map_err(|e| io_error("lock", dir, e))?;
+        Ok(Locked(file))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Closing the file would release it too; the bench keeps it open.
+        let _ = fs2::FileExt::unlock(self.0);
+    }
 }
 
 /// A thread that fsyncs the files it is sent, one at a time, and sends
@@ -401,6 +422,7 @@ impl RawFile {
             durability,
             feed: None,
             syncer: None,
+            locks: None,
         })
     }
 
@@ -414,21 +436,56 @@ impl RawFile {
         self.publish(&temp, name)
     }
 
-    /// What [`write`](RawFile::write) does, plus the change-feed line a
-    /// revstore-yaml commit appends after staging the document and before
-    /// renaming it: the floor of revstore-yaml's design. When full, the
-    /// line's fsync and the temp file's (on a second thread) run at once,
-    /// as revstore-yaml makes them, before the rename and the folder's.
+    /// What [`write`](RawFile::write) does, plus what every revstore-yaml
+    /// commit does beside it, without its engine and its checks: the floor
+    /// of revstore-yaml's design. It locks the document's lock file and
+    /// reads the document (a commit checks the revision it holds), stages
+    /// the new file, locks the feed's lock file, appends the change line,
+    /// renames, unlocks both and (when full) fsyncs the folder. When full,
+    /// the line's fsync and the temp file's (on a second thread) run at
+    /// once, as revstore-yaml makes them, before the rename.
     ///
     /// # Errors
     /// The file system's errors, naming the file.
     pub fn write_with_feed(&mut self, name: &str, bytes: &[u8]) -> Result<(), CliError> {
-        let temp = self.dir.join(format!(".{name}.tmp"));
+        let RawFile {
+            dir,
+            durability,
+            feed,
+            syncer,
+            locks,
+        } = self;
+        let (doc_lock, feed_lock) = match locks {
+            Some(open) => &*open,
+            none => {
+                let open = |file: &str| {
+                    let path = dir.join(file);
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&path)
+                        .map_err(|e| io_error("open", &path, e))
+                };
+                &*none.insert((open(".doc.lock")?, open("changes.lock")?))
+            }
+        };
+        let _doc = Locked::exclusive(doc_lock, dir)?;
+        let target = dir.join(name);
+        match std::fs::read(&target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("read", &target, e));
+            }
+            _ => {}
+        }
+        let temp = dir.join(format!(".{name}.tmp"));
         let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
         file.write_all(bytes)
             .map_err(|e| io_error("write", &temp, e))?;
-        let log = self.dir.join("changes.log");
-        let (feed, seq) = match &mut self.feed {
+        let feed_held = Locked::exclusive(feed_lock, dir)?;
+        let log = dir.join("changes.log");
+        let (feed, seq) = match feed {
             Some(open) => open,
             none => {
                 let opened = std::fs::OpenOptions::new()
@@ -448,9 +505,9 @@ impl RawFile {
                 .map_err(|e| io_error("append to", &log, e))?;
             feed.sync_all().map_err(|e| io_error("fsync", &log, e))
         };
-        if self.durability == Durability::Full {
-            let (synced, appended) = self
-                .syncer
+        let full = *durability == Durability::Full;
+        if full {
+            let (synced, appended) = syncer
                 .get_or_insert_with(SyncThread::start)
                 .sync_beside(file, append);
             synced.map_err(|e| io_error("fsync", &temp, e))?;
@@ -459,7 +516,14 @@ impl RawFile {
             feed.write_all(line.as_bytes())
                 .map_err(|e| io_error("append to", &log, e))?;
         }
-        self.publish(&temp, name)
+        std::fs::rename(&temp, &target).map_err(|e| io_error("rename", &target, e))?;
+        drop(feed_held);
+        if full {
+            File::open(&*dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error("fsync the folder", dir, e))?;
+        }
+        Ok(())
     }
 
     /// Writes `bytes` to the temp file of `name` and fsyncs it when full.
