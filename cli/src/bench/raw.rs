@@ -701,6 +701,26 @@ mod tests {
     }
 
     #[test]
+    fn the_raw_yaml_floor_replaces_the_file_and_appends_a_line_each_time() {
+        for durability in [Durability::Full, Durability::Relaxed] {
+            let dir = tempfile::tempdir().unwrap();
+            let folder = dir.path().join("c");
+            let mut raw = RawFile::new(&folder, durability).unwrap();
+            raw.write_with_feed("a.yaml", b"one").unwrap();
+            raw.write_with_feed("a.yaml", b"two").unwrap();
+            assert_eq!(raw.read("a.yaml").unwrap(), b"two");
+            let log = std::fs::read_to_string(folder.join("changes.log")).unwrap();
+            assert_eq!(log.lines().count(), 2, "{log}");
+            assert!(log.lines().last().unwrap().contains("\"seq\":2"), "{log}");
+            // Both locks were released: another opener takes them at once.
+            for lock in [".doc.lock", "changes.lock"] {
+                let other = File::open(folder.join(lock)).unwrap();
+                fs2::FileExt::try_lock_exclusive(&other).unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn raw_map_counts_revisions() {
         let map = RawMap::default();
         map.put("a", &Body::new());
