@@ -20,7 +20,7 @@ use revstore::{Durability, Patch, Precondition, Store, StoreOptions};
 use serde_json::{json, Value};
 
 use super::floor::Floor;
-use super::measure::{interleaved, ops_lasting, time_ops, Case, Samples};
+use super::measure::{interleaved, sized_ops, Case, Samples};
 use super::raw::RawSqlite;
 use super::report::{Row, Target, Unit};
 use super::subject::{body_of_size, size_name, Config, Kind};
@@ -179,14 +179,7 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
             // Sized once, at the smallest store, on untimed patches (as
             // the ops group's samples), and kept for the larger stores.
             if sample_ops.len() <= k {
-                let warm_up = plan.ops(config);
-                let n = if plan.sample_time.is_zero() {
-                    warm_up
-                } else {
-                    let micros = time_ops(0, warm_up, &mut patch)?;
-                    ops_lasting(warm_up, 1e6 / micros.max(1e-3), plan.sample_time)
-                };
-                sample_ops.push(n);
+                sample_ops.push(sized_ops(plan.ops(config), plan.sample_time, &mut patch)?);
             }
             let n = sample_ops[k];
             let mut raw_update = raw.get_mut(k).map(|raw| {

@@ -89,6 +89,24 @@ pub fn ops_lasting(n: usize, rate: f64, time: Duration) -> usize {
     }
 }
 
+/// Operations per sample for a case whose operation is `op`: `n` when
+/// `time` is zero, else [`ops_lasting`] on the rate of `n` untimed calls of
+/// `op` (which also warm the store's caches).
+///
+/// # Errors
+/// The first error of `op`.
+pub fn sized_ops(
+    n: usize,
+    time: Duration,
+    op: impl FnMut(usize) -> Result<(), CliError>,
+) -> Result<usize, CliError> {
+    if time.is_zero() {
+        return Ok(n);
+    }
+    let micros = time_ops(0, n, op)?;
+    Ok(ops_lasting(n, 1e6 / micros.max(1e-3), time))
+}
+
 /// One case of [`interleaved`]: how many operations a sample runs, and
 /// the operation.
 pub type Case<'a> = (usize, &'a mut dyn FnMut(usize) -> Result<(), CliError>);

@@ -7,7 +7,7 @@ use revstore::{Patch, Precondition, Store, StoreOptions};
 use serde_json::json;
 
 use super::floor::Floor;
-use super::measure::{interleaved, ops_lasting, time_ops, Case};
+use super::measure::{interleaved, sized_ops, Case};
 use super::report::{Row, Target, Unit};
 use super::subject::{body_of_size, Config, Kind};
 use super::Context;
@@ -79,27 +79,22 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             floor.borrow_mut().create(LISTED, &name)?;
         }
     }
+    let patch_doc = |i: usize| {
+        store
+            .patch(
+                C,
+                "doc",
+                &Patch::Merge(json!({"counter": i})),
+                Precondition::Any,
+            )
+            .map(drop)
+            .map_err(CliError::from)
+    };
     // Samples of a fast configuration (200 relaxed SQLite patches took
     // 4 ms, and one in two or three held a WAL checkpoint) last at least
     // the plan's sample time: sized on untimed patches, which also warm
     // the handle.
-    let n = if plan.sample_time.is_zero() {
-        plan.ops(config)
-    } else {
-        let warm_up = plan.ops(config);
-        let micros = time_ops(0, warm_up, |i| {
-            store
-                .patch(
-                    C,
-                    "doc",
-                    &Patch::Merge(json!({"counter": i})),
-                    Precondition::Any,
-                )
-                .map(drop)
-                .map_err(CliError::from)
-        })?;
-        ops_lasting(warm_up, 1e6 / micros.max(1e-3), plan.sample_time)
-    };
+    let n = sized_ops(plan.ops(config), plan.sample_time, patch_doc)?;
     let n_read = if config.kind == Kind::Memory {
         n
     } else {
@@ -120,17 +115,6 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             .map_err(CliError::from)
     };
     let mut floor_write = |_| floor.borrow_mut().overwrite(C, "doc");
-    let patch_doc = |i: usize| {
-        store
-            .patch(
-                C,
-                "doc",
-                &Patch::Merge(json!({"counter": i})),
-                Precondition::Any,
-            )
-            .map(drop)
-            .map_err(CliError::from)
-    };
     let mut patch = patch_doc;
     let mut floor_write2 = |_| floor.borrow_mut().overwrite(C, "doc");
     let mut replace = |_| {
