@@ -1,18 +1,19 @@
-//! A helper thread that fsyncs one file while its caller fsyncs another.
+//! A helper thread that fsyncs one file while its caller goes on.
 //!
 //! A durable commit must have two files on stable storage before its
-//! rename: the staging file and the feed segment. Issued one after the
-//! other, the second fsync finds the journal already committed and still
-//! waits for a device flush of its own; issued at the same moment, both
-//! ride one journal commit and one flush. So a commit hands the staging
-//! file's fsync to this thread, fsyncs the segment itself, and waits for
-//! both before it renames.
+//! rename: the staging file and the feed segment. Made one after the
+//! other, the second fsync still waits for a device flush of its own; in
+//! flight at the same moment, both share the flushes (and, on a journaling
+//! file system, the journal commits). So a commit hands the staging file's
+//! fsync to this thread as soon as the file is written, takes the feed
+//! lock, appends and fsyncs the segment itself, and waits for both before
+//! it renames.
 //!
 //! There is one thread per handle, started on first use, doing one fsync at
 //! a time. A commit that finds it busy with another commit's fsync (or
-//! cannot start it) does its own after the segment's, as it would without
-//! the helper: nothing waits in a queue, and every result reaches exactly
-//! the commit that asked.
+//! cannot start it) makes its own at once, as it would without the helper:
+//! nothing waits in a queue, and every result reaches exactly the commit
+//! that asked.
 
 use std::fmt;
 use std::fs::File;

@@ -612,9 +612,9 @@ impl Fs {
         };
         written.map_err(|e| Error::io("write", &staged.temp, e))?;
         if durable {
-            self.0
-                .start_writeback(&staged.file, &staged.temp)
-                .map_err(|e| Error::io("start write-back", &staged.temp, e))?;
+            // A hint only: its failure makes nothing less durable, and a
+            // write-back error is reported by the fsync that follows.
+            let _ = self.0.start_writeback(&staged.file, &staged.temp);
         }
         Ok(staged)
     }
@@ -719,21 +719,18 @@ impl StagedFile<'_> {
     }
 
     /// Starts [`sync`](Self::sync) on `helper`'s thread, so the caller can
-    /// fsync another file meanwhile; `None` when the helper is busy (then
-    /// [`finish_sync`](Self::finish_sync) fsyncs on the caller's thread).
+    /// go on meanwhile; `None` when the helper is busy (and the caller
+    /// must [`sync`](Self::sync) itself).
     pub fn start_sync<'h>(&self, helper: &'h BackgroundSync) -> Option<PendingSync<'h>> {
         helper.start(&self.fs.0, &self.file, self.temp.clone())
     }
 
-    /// Waits for the fsync [`start_sync`](Self::start_sync) started, or
-    /// when it started none, fsyncs now.
-    pub fn finish_sync(&self, started: Option<PendingSync<'_>>) -> Result<()> {
-        match started {
-            Some(pending) => pending
-                .wait()
-                .map_err(|e| Error::io("fsync", &self.temp, e)),
-            None => self.sync(),
-        }
+    /// Waits for the fsync [`start_sync`](Self::start_sync) started: the
+    /// same result [`sync`](Self::sync) would have.
+    pub fn finish_sync(&self, started: PendingSync<'_>) -> Result<()> {
+        started
+            .wait()
+            .map_err(|e| Error::io("fsync", &self.temp, e))
     }
 
     /// Renames the staged file over `target` atomically: a reader sees the

@@ -123,8 +123,9 @@
 //! Reads take no lock: a rename replaces a file atomically, so a
 //! reader sees the old or the new file, never a mix. Every commit also
 //! briefly takes the feed lock exclusively (see below), so commits of
-//! different documents overlap in their reads, checks and staging-file writes
-//! but not in their appends and renames. Network filesystems whose `flock`
+//! different documents overlap in their reads, checks, staging-file writes
+//! and most of their staging-file fsyncs, but not in their appends, the
+//! segment's fsync and their renames. Network filesystems whose `flock`
 //! is not shared between machines are not supported.
 //!
 //! **Warm reads.** Each handle keeps the records it decoded or wrote
@@ -148,16 +149,17 @@
 //!
 //! **Writing.** A commit, already holding its document's lock and having
 //! checked the document's revision, writes the staging file of the new
-//! document (under full durability starting its write-back); then it takes
+//! document (under full durability starting its fsync on a helper thread
+//! of the handle, so that it runs beside the segment's below: two fsyncs
+//! in flight at once share the device's flushes; a commit that finds the
+//! helper busy with another commit of the handle makes the fsync itself,
+//! before going on); then it takes
 //! `.revstore/changes.lock` *exclusively*, checks its guard if it has one
 //! (removing the staging file and releasing the lock, with nothing
 //! appended, when the guard key has moved on), finds the last seq in the
 //! newest segment, appends the line with the next seq and fsyncs the
-//! segment while a helper thread of the handle fsyncs the staging file
-//! (so that, on a journaling file system, both ride one journal commit
-//! rather than two in a row; a commit that finds the helper busy with
-//! another commit's fsync makes its own after the segment's), renames the
-//! staging file over the document and releases the feed lock;
+//! segment, waits for the staging file's fsync, renames the staging file
+//! over the document and releases the feed lock;
 //! the document's folder is fsynced after that. Seqs therefore increase in commit order across
 //! threads, handles and processes, and a document never becomes durable
 //! before its line.
@@ -680,9 +682,26 @@ impl StorageBackend for YamlBackend {
             });
         };
         // Replaces the staging file a crashed writer may have left (we hold
-        // the document's exclusive lock, so no live writer owns it). Synced
-        // below, under the feed lock.
+        // the document's exclusive lock, so no live writer owns it).
         let staged = self.fs.stage(&path, &bytes, self.syncs())?;
+        // The staging file's fsync runs on the handle's helper thread while
+        // this one takes the feed lock, appends the line and fsyncs the
+        // segment: two fsyncs in flight at once share the device's flushes
+        // (and on a journaling file system its journal commits), where one
+        // after the other they cost about two. When the helper is busy with
+        // another commit of this handle, the fsync is made here, before the
+        // feed lock, as it would be without the helper. Either way both
+        // files are durable before the rename. (A commit that returns early
+        // waits for its fsync when `started` is dropped, before `staged`.)
+        let started = if self.syncs() {
+            let started = staged.start_sync(&self.background_sync);
+            if started.is_none() {
+                staged.sync()?;
+            }
+            started
+        } else {
+            None
+        };
         // The feed lock comes last (after the document's), and is held
         // from the append until the rename is done, so no feed reader sees
         // the change before a document read can.
@@ -702,27 +721,8 @@ impl StorageBackend for YamlBackend {
                 return Ok(CommitOutcome::GuardChanged { actual });
             }
         }
-        // The staging file is fsynced only now, on the helper thread while
-        // this one appends and fsyncs the segment: on a journaling file
-        // system both fsyncs then ride one journal commit and one device
-        // flush (its write-back, started when it was written, has made its
-        // blocks part of that commit). Done one after the other, they cost
-        // about two; the order that matters stands: both are durable
-        // before the rename.
-        let started = if self.syncs() {
-            staged.start_sync(&self.background_sync)
-        } else {
-            None
-        };
         let appended = change.append(key, commit.new_revision(), commit.kind);
-        // Without the helper (busy with another commit's fsync), the
-        // staging file is fsynced here, after the segment, unless the
-        // append failed and the commit is over anyway.
-        let synced = if started.is_some() || (self.syncs() && appended.is_ok()) {
-            staged.finish_sync(started)
-        } else {
-            Ok(())
-        };
+        let synced = started.map_or(Ok(()), |started| staged.finish_sync(started));
         appended?;
         if let Err(e) = synced {
             change.undo();

@@ -229,14 +229,31 @@ fn model_run(seed: u64, steps: usize, retain_changes: u64) {
             } else {
                 COMMIT_STEPS[rng.below(COMMIT_STEPS.len() as u64) as usize]
             };
-            fs.fail(kind, 1 + rng.below(2) as usize);
+            match kind {
+                // The two fsyncs of a commit run at once on two threads:
+                // one is failed by its path, so a seed replays the same.
+                OpKind::Sync => {
+                    let file = if rng.below(2) == 0 {
+                        ".yaml.tmp"
+                    } else {
+                        "changes/"
+                    };
+                    fs.fail_on(kind, 1, file);
+                }
+                _ => fs.fail(kind, 1 + rng.below(2) as usize),
+            }
         }
         let (outcome, error) = run(&yaml, &op);
         let fired = fs.disarm();
         let context = format!("seed {seed:#x} step {step}: {op:?}, fault {fired:?}");
         match fired {
-            // Failures of leftover clean-up are swallowed: the commit is done.
-            Some(fired) if fired.kind == OpKind::Remove && error.is_none() => {
+            // Failures of leftover clean-up are swallowed (the commit is
+            // done), and so are those of the write-back hint (the fsync
+            // after it makes the file durable).
+            Some(fired)
+                if matches!(fired.kind, OpKind::Remove | OpKind::StartWriteback)
+                    && error.is_none() =>
+            {
                 fired_count += 1;
                 assert_eq!(outcome, run(&model, &op).0, "{context}");
             }
@@ -385,8 +402,13 @@ fn every_step_of_every_commit_can_fail_alone() {
                 match result {
                     // Removing an old feed segment failed: the commit is
                     // done, the segment is left for the next compaction.
+                    // Or the write-back hint failed, which the fsync after
+                    // it makes up for.
                     Ok(()) => {
-                        assert_eq!(fired.kind, OpKind::Remove, "{context}: a false success");
+                        assert!(
+                            matches!(fired.kind, OpKind::Remove | OpKind::StartWriteback),
+                            "{context}: a false success"
+                        );
                         assert_ne!(after, before, "{context}");
                     }
                     Err(error) => {
@@ -450,49 +472,72 @@ fn each_failed_step_is_an_io_error_naming_its_file() {
     // document and the feed; it reads the schema key (the engine), the
     // document (the engine, then the backend under its lock), the feed's
     // newest segment, then the schema key again: the guard check, under the
-    // feed lock. It fsyncs the segment and, at the same time on a helper
-    // thread, the staging file: either may be the first fsync.
-    const STAGING_OR_SEGMENT: &[&str] = &["models/.a.yaml.tmp", ".revstore/changes/"];
-    let steps: [(OpKind, usize, &str, &[&str]); 14] = [
+    // feed lock. Its two fsyncs, the staging file's (on the handle's
+    // helper thread) and the segment's, run at once: each is failed by
+    // its path.
+    let steps: [(OpKind, usize, Option<&str>, &str, &str); 13] = [
         (
             OpKind::CreateTemp,
             1,
+            None,
             "create temp file",
-            &["models/.a.yaml.tmp"],
+            "models/.a.yaml.tmp",
         ),
-        (OpKind::Write, 1, "write", &["models/.a.yaml.tmp"]),
+        (OpKind::Write, 1, None, "write", "models/.a.yaml.tmp"),
         (
-            OpKind::StartWriteback,
+            OpKind::Sync,
             1,
-            "start write-back",
-            &["models/.a.yaml.tmp"],
+            Some(".a.yaml.tmp"),
+            "fsync",
+            "models/.a.yaml.tmp",
         ),
-        (OpKind::Sync, 1, "fsync", STAGING_OR_SEGMENT),
-        (OpKind::Sync, 2, "fsync", STAGING_OR_SEGMENT),
-        (OpKind::Rename, 1, "rename", &["models/a.yaml"]),
-        (OpKind::OpenLock, 1, "open lock file", &["models/.a.lock"]),
-        (OpKind::Lock, 1, "lock", &["models/.a.lock"]),
-        (OpKind::Lock, 2, "lock", &[".revstore/changes.lock"]),
+        (
+            OpKind::Sync,
+            1,
+            Some("changes/"),
+            "fsync",
+            ".revstore/changes/",
+        ),
+        (OpKind::Rename, 1, None, "rename", "models/a.yaml"),
+        (
+            OpKind::OpenLock,
+            1,
+            None,
+            "open lock file",
+            "models/.a.lock",
+        ),
+        (OpKind::Lock, 1, None, "lock", "models/.a.lock"),
+        (OpKind::Lock, 2, None, "lock", ".revstore/changes.lock"),
         (
             OpKind::OpenLock,
             2,
+            None,
             "open lock file",
-            &[".revstore/changes.lock"],
+            ".revstore/changes.lock",
         ),
         (
             OpKind::OpenAppend,
             1,
+            None,
             "open for append",
-            &[".revstore/changes/"],
+            ".revstore/changes/",
         ),
-        (OpKind::Read, 2, "read", &["models/a.yaml"]),
-        (OpKind::Read, 5, "read", &["_schema/models.yaml"]),
-        (OpKind::SyncDir, 1, "fsync folder", &[""]),
+        (OpKind::Read, 2, None, "read", "models/a.yaml"),
+        (OpKind::Read, 5, None, "read", "_schema/models.yaml"),
+        (OpKind::SyncDir, 1, None, "fsync folder", ""),
     ];
-    for (kind, nth, op_name, file) in steps {
+    for (kind, nth, path_part, op_name, file) in steps {
         let (_dir, root) = prepared(&[create]);
         let (store, fs) = faulty(&root, 4);
-        fs.fail(kind, nth);
+        // Looked at through a handle of its own, so the one under test
+        // reads (and counts) exactly as before.
+        let truth = clean(&root, 4);
+        let feed_before = feed(&truth);
+        let doc_before = truth.get("models", "a").unwrap();
+        match path_part {
+            Some(part) => fs.fail_on(kind, nth, part),
+            None => fs.fail(kind, nth),
+        }
         let error = store
             .patch(
                 "models",
@@ -500,17 +545,14 @@ fn each_failed_step_is_an_io_error_naming_its_file() {
                 &Patch::Merge(json!({"x": 1})),
                 Precondition::Any,
             )
-            .unwrap_err();
+            .expect_err(&format!("{kind:?} #{nth} {path_part:?}"));
         let fired = fs.disarm().unwrap();
         match &error {
             Error::Io { op, path, .. } => {
                 assert_eq!(*op, op_name, "{kind:?}");
                 assert_eq!(path, &fired.path, "{kind:?}");
                 let relative = path.strip_prefix(&root).unwrap().display().to_string();
-                assert!(
-                    file.iter().any(|file| relative.starts_with(file)),
-                    "{kind:?}: {relative}"
-                );
+                assert!(relative.starts_with(file), "{kind:?}: {relative}");
             }
             other => panic!("{kind:?}: {other:?}"),
         }
@@ -520,7 +562,38 @@ fn each_failed_step_is_an_io_error_naming_its_file() {
             "{message}"
         );
         assert!(message.contains("injected fault"), "{message}");
+        // Every step but the folder's fsync (after the rename) fails the
+        // commit whole: no new line, the document as it was, no debris.
+        if kind != OpKind::SyncDir {
+            assert_eq!(feed(&truth), feed_before, "{kind:?} {path_part:?}");
+            assert_eq!(truth.get("models", "a").unwrap(), doc_before, "{kind:?}");
+        }
+        assert_eq!(
+            debris(&root),
+            Vec::<String>::new(),
+            "{kind:?} {path_part:?}"
+        );
     }
+}
+
+#[test]
+fn a_failed_write_back_hint_is_ignored_and_the_commit_still_fsyncs() {
+    let (_dir, root) = prepared(&[create]);
+    let (store, fs) = faulty(&root, 4);
+    let syncs_before = fs.calls(OpKind::Sync);
+    fs.fail(OpKind::StartWriteback, 1);
+    let doc = store
+        .patch(
+            "models",
+            "a",
+            &Patch::Merge(json!({"x": 1})),
+            Precondition::Any,
+        )
+        .unwrap();
+    assert_eq!(fs.disarm().map(|f| f.kind), Some(OpKind::StartWriteback));
+    assert_eq!(doc.body["x"], 1);
+    // The staging file's fsync and the segment's.
+    assert_eq!(fs.calls(OpKind::Sync) - syncs_before, 2);
 }
 
 #[test]

@@ -89,7 +89,14 @@ fn scratch() -> TempDir {
 /// store is its `store` sub-folder), the record and the commits.
 fn record(durability: Durability, retain: u64) -> (TempDir, PowerLoss, Vec<Written>) {
     let base = scratch();
-    let recorder = Arc::new(RecordingFs::new(Arc::new(RealFs)).without_real_syncs());
+    // Slow file fsyncs: a commit must wait for the staging file's, made
+    // on a helper thread, before it renames; one that did not would show
+    // its rename first in the record.
+    let recorder = Arc::new(
+        RecordingFs::new(Arc::new(RealFs))
+            .without_real_syncs()
+            .with_slow_file_syncs(std::time::Duration::from_micros(300)),
+    );
     let root = base.path().join("store");
     let store = Store::open(
         YamlBackend::open_with_fs(&root, options(durability, retain), recorder.clone()).unwrap(),

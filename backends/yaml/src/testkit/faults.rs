@@ -80,11 +80,29 @@ pub struct Fired {
     pub path: PathBuf,
 }
 
+/// One armed fault: the kind it fails, how many more matching calls pass
+/// before one fails, and the part of the path a call must hold to match.
+#[derive(Debug)]
+struct Armed {
+    kind: OpKind,
+    left: usize,
+    path_part: Option<String>,
+}
+
+impl Armed {
+    fn matches(&self, kind: OpKind, path: &Path) -> bool {
+        self.kind == kind
+            && self
+                .path_part
+                .as_deref()
+                .is_none_or(|part| path.to_string_lossy().contains(part))
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// The armed faults: each one's kind and how many more calls of that
-    /// kind pass before one fails.
-    armed: Vec<(OpKind, usize)>,
+    /// The armed faults.
+    armed: Vec<Armed>,
     /// The first armed fault that fired.
     fired: Option<Fired>,
     calls: HashMap<OpKind, usize>,
@@ -126,15 +144,34 @@ impl FaultyFs {
     /// Arms a fault: the `nth` call (1 for the next one) of `kind` from now
     /// on fails, once. Replaces any armed fault and forgets a fired one.
     pub fn fail(&self, kind: OpKind, nth: usize) {
+        self.arm(kind, nth, None);
+    }
+
+    /// As [`fail`](Self::fail), counting only the calls on a path that
+    /// contains `path_part`: to fail one file's step whatever the order of
+    /// the calls on other files (which threads may change).
+    pub fn fail_on(&self, kind: OpKind, nth: usize, path_part: &str) {
+        self.arm(kind, nth, Some(path_part.to_owned()));
+    }
+
+    fn arm(&self, kind: OpKind, nth: usize, path_part: Option<String>) {
         let mut state = self.state();
-        state.armed = vec![(kind, nth.max(1) - 1)];
+        state.armed = vec![Armed {
+            kind,
+            left: nth.max(1) - 1,
+            path_part,
+        }];
         state.fired = None;
     }
 
     /// Arms one more fault next to those armed: a second failure, such as
     /// a clean-up that fails after the step it cleans up after.
     pub fn also_fail(&self, kind: OpKind, nth: usize) {
-        self.state().armed.push((kind, nth.max(1) - 1));
+        self.state().armed.push(Armed {
+            kind,
+            left: nth.max(1) - 1,
+            path_part: None,
+        });
     }
 
     /// Disarms every fault, returning the first that fired, if any.
@@ -159,13 +196,13 @@ impl FaultyFs {
         let mut state = self.state();
         *state.calls.entry(kind).or_default() += 1;
         let mut due = false;
-        state.armed.retain_mut(|(armed, left)| {
-            if *armed != kind || due {
+        state.armed.retain_mut(|armed| {
+            if due || !armed.matches(kind, path) {
                 return true;
             }
-            match left.checked_sub(1) {
+            match armed.left.checked_sub(1) {
                 Some(fewer) => {
-                    *left = fewer;
+                    armed.left = fewer;
                     true
                 }
                 None => {

@@ -70,6 +70,8 @@ pub enum FsOp {
 pub struct RecordingFs {
     inner: Arc<dyn FileSystem>,
     real_syncs: bool,
+    /// How long each file fsync waits before it is performed and recorded.
+    file_sync_delay: std::time::Duration,
     log: Mutex<Vec<FsOp>>,
 }
 
@@ -79,8 +81,18 @@ impl RecordingFs {
         RecordingFs {
             inner,
             real_syncs: true,
+            file_sync_delay: std::time::Duration::ZERO,
             log: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Makes every file fsync wait `delay` before it is performed and
+    /// recorded: a commit that did not wait for an fsync (one run on
+    /// another thread, say) before its next step then shows that step
+    /// first in the record, where the power-loss model catches it.
+    pub fn with_slow_file_syncs(mut self, delay: std::time::Duration) -> RecordingFs {
+        self.file_sync_delay = delay;
+        self
     }
 
     /// Records fsyncs without performing them.
@@ -211,6 +223,9 @@ impl FileSystem for RecordingFs {
     }
 
     fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
+        if !self.file_sync_delay.is_zero() {
+            std::thread::sleep(self.file_sync_delay);
+        }
         let mut log = self.log();
         if self.real_syncs {
             self.inner.sync_data(file, path)?;
