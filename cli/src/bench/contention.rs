@@ -184,9 +184,15 @@ fn measure(
         Writers::Processes => plan.ops(setup.config).max(2),
         _ => (plan.ops(setup.config) / 3).max(2),
     };
-    let ops = sized_to_last(ctx, setup, work, writers, ops)?;
+    let base_ops = ops;
+    let ops = sized_to_last(ctx, setup, work, writers, None, base_ops)?;
     let counts = plan.writers.clone();
     let raw = raw_baseline(setup, work, writers, &counts)?;
+    // The raw writers are faster: their rounds are sized on their own rate.
+    let raw_ops = match &raw {
+        Some(raw) => sized_to_last(ctx, setup, work, writers, Some(&raw.path), base_ops)?,
+        None => ops,
+    };
     let raw_counts = raw.as_ref().map_or(&[][..], |r| &r.counts[..]);
     let mut samples = vec![Samples::default(); counts.len()];
     let mut totals = vec![Round::default(); counts.len()];
@@ -212,9 +218,9 @@ fn measure(
                 let round = match writers {
                     Writers::Processes => {
                         let start = setup.dir.join(format!("start-{round_no}"));
-                        processes(ctx, setup, work, Some(&raw.path), t, ops, start)?
+                        processes(ctx, setup, work, Some(&raw.path), t, raw_ops, start)?
                     }
-                    _ => raw_threads(&raw.path, setup.config.durability, t, ops)?,
+                    _ => raw_threads(&raw.path, setup.config.durability, t, raw_ops)?,
                 };
                 raw_samples[j].push_rate(round.ops_per_sec);
                 raw_totals[j].add(round);
@@ -395,8 +401,9 @@ fn raw_threads(
 }
 
 /// Writes per writer in a round: at least `ops`, and at least what one
-/// writer alone writes in the plan's `sample_time`, measured by an untimed
-/// round of one writer (which also warms the store's caches). Rounds of a
+/// writer alone (of revstore, or raw on the database at `raw`) writes in
+/// the plan's `sample_time`, measured by an untimed round of one writer
+/// (which also warms the store's caches). Rounds of a
 /// few milliseconds (66 relaxed SQLite writes a thread took about 2 ms)
 /// measured threads and processes starting and ending at different
 /// moments more than writers contending: 4 threads on one key made
@@ -407,18 +414,20 @@ fn sized_to_last(
     setup: &Setup<'_>,
     work: Work,
     writers: Writers,
+    raw: Option<&Path>,
     ops: usize,
 ) -> Result<usize, CliError> {
     let time = ctx.plan.sample_time;
     if time.is_zero() {
         return Ok(ops);
     }
-    let round = match writers {
-        Writers::Processes => {
+    let round = match (writers, raw) {
+        (Writers::Processes, _) => {
             let start = setup.dir.join("start-sizing");
-            processes(ctx, setup, work, None, 1, ops, start)?
+            processes(ctx, setup, work, raw, 1, ops, start)?
         }
-        _ => threads(setup, work, writers, 1, ops)?,
+        (_, Some(raw)) => raw_threads(raw, setup.config.durability, 1, ops)?,
+        (_, None) => threads(setup, work, writers, 1, ops)?,
     };
     Ok(ops_lasting(ops, round.ops_per_sec, time))
 }

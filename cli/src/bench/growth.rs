@@ -154,10 +154,10 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
             "  filling {} to {size} documents (relaxed)…",
             kind.name()
         ));
-        let started = Instant::now();
         if let Some(raw) = raw.first_mut() {
             raw.fill(C, (filled..size).map(doc_name), &raw_json)?;
         }
+        let started = Instant::now();
         while filled < size {
             filler.create(C, &doc_name(filled), body.clone())?;
             filled += 1;

@@ -351,15 +351,15 @@ pub struct RawFile {
     /// The document's and the feed's lock files of
     /// [`write_with_feed`](RawFile::write_with_feed), opened on its first
     /// call and kept open, as revstore-yaml keeps its own.
-    locks: Option<(File, File)>,
+    locks: Option<((File, PathBuf), (File, PathBuf))>,
 }
 
 /// An exclusive `flock` held until dropped.
 struct Locked<'a>(&'a File);
 
 impl<'a> Locked<'a> {
-    fn exclusive(file: &'a File, dir: &Path) -> Result<Locked<'a>, CliError> {
-        fs2::FileExt::lock_exclusive(file).map_err(|e| io_error("lock", dir, e))?;
+    fn exclusive((file, path): &'a (File, PathBuf)) -> Result<Locked<'a>, CliError> {
+        fs2::FileExt::lock_exclusive(file).map_err(|e| io_error("lock", path, e))?;
         Ok(Locked(file))
     }
 }
@@ -371,9 +371,9 @@ impl Drop for Locked<'_> {
     }
 }
 
-/// A thread that fsyncs the files it is sent, one at a time, and sends
-/// each result back: the floor's counterpart of revstore-yaml's fsync
-/// helper.
+/// A thread that fsyncs (`fdatasync`) the files it is sent, one at a
+/// time, and sends each result back: the floor's counterpart of
+/// revstore-yaml's fsync helper.
 #[derive(Debug)]
 struct SyncThread {
     files: mpsc::Sender<File>,
@@ -387,7 +387,7 @@ impl SyncThread {
         // Ends when `files` is dropped with the `RawFile`.
         std::thread::spawn(move || {
             for file in to_sync {
-                if synced.send(file.sync_all()).is_err() {
+                if synced.send(file.sync_data()).is_err() {
                     return;
                 }
             }
@@ -395,18 +395,18 @@ impl SyncThread {
         SyncThread { files, results }
     }
 
-    /// Fsyncs `file` on the thread while `meanwhile` runs on this one.
-    fn sync_beside<T>(
-        &self,
-        file: File,
-        meanwhile: impl FnOnce() -> T,
-    ) -> (std::io::Result<()>, T) {
-        let gone = || std::io::Error::other("the fsync thread ended");
-        if self.files.send(file).is_err() {
-            return (Err(gone()), meanwhile());
-        }
-        let result = meanwhile();
-        (self.results.recv().unwrap_or_else(|_| Err(gone())), result)
+    /// Starts fsyncing `file` on the thread; [`wait`](Self::wait) for it.
+    fn sync(&self, file: File) -> std::io::Result<()> {
+        self.files
+            .send(file)
+            .map_err(|_| std::io::Error::other("the fsync thread ended"))
+    }
+
+    /// The result of the fsync [`sync`](Self::sync) started.
+    fn wait(&self) -> std::io::Result<()> {
+        self.results
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread ended")))
     }
 }
 
@@ -442,8 +442,9 @@ impl RawFile {
     /// reads the document (a commit checks the revision it holds), stages
     /// the new file, locks the feed's lock file, appends the change line,
     /// renames, unlocks both and (when full) fsyncs the folder. When full,
-    /// the line's fsync and the temp file's (on a second thread) run at
-    /// once, as revstore-yaml makes them, before the rename.
+    /// the temp file's fsync starts on a second thread once it is written
+    /// and runs beside the line's, as revstore-yaml makes them, and both
+    /// end before the rename.
     ///
     /// # Errors
     /// The file system's errors, naming the file.
@@ -455,23 +456,22 @@ impl RawFile {
             syncer,
             locks,
         } = self;
+        let open_lock = |file: &str| {
+            let path = dir.join(file);
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| io_error("open", &path, e))
+                .map(|file| (file, path))
+        };
         let (doc_lock, feed_lock) = match locks {
             Some(open) => &*open,
-            none => {
-                let open = |file: &str| {
-                    let path = dir.join(file);
-                    std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(&path)
-                        .map_err(|e| io_error("open", &path, e))
-                };
-                &*none.insert((open(".doc.lock")?, open("changes.lock")?))
-            }
+            none => &*none.insert((open_lock(".doc.lock")?, open_lock("changes.lock")?)),
         };
-        let _doc = Locked::exclusive(doc_lock, dir)?;
+        let _doc = Locked::exclusive(doc_lock)?;
         let target = dir.join(name);
         match std::fs::read(&target) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -483,7 +483,15 @@ impl RawFile {
         let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
         file.write_all(bytes)
             .map_err(|e| io_error("write", &temp, e))?;
-        let feed_held = Locked::exclusive(feed_lock, dir)?;
+        let full = *durability == Durability::Full;
+        let syncer = if full {
+            let syncer = syncer.get_or_insert_with(SyncThread::start);
+            syncer.sync(file).map_err(|e| io_error("fsync", &temp, e))?;
+            Some(&*syncer)
+        } else {
+            None
+        };
+        let feed_held = Locked::exclusive(feed_lock)?;
         let log = dir.join("changes.log");
         let (feed, seq) = match feed {
             Some(open) => open,
@@ -500,22 +508,18 @@ impl RawFile {
         let line = format!(
             "{{\"seq\":{seq},\"collection\":\"c\",\"name\":\"{name}\",\"revision\":{seq},\"kind\":\"updated\"}}\n"
         );
-        let append = || {
-            feed.write_all(line.as_bytes())
-                .map_err(|e| io_error("append to", &log, e))?;
-            feed.sync_all().map_err(|e| io_error("fsync", &log, e))
-        };
-        let full = *durability == Durability::Full;
-        if full {
-            let (synced, appended) = syncer
-                .get_or_insert_with(SyncThread::start)
-                .sync_beside(file, append);
-            synced.map_err(|e| io_error("fsync", &temp, e))?;
-            appended?;
-        } else {
-            feed.write_all(line.as_bytes())
-                .map_err(|e| io_error("append to", &log, e))?;
+        let mut appended = feed
+            .write_all(line.as_bytes())
+            .map_err(|e| io_error("append to", &log, e));
+        if full && appended.is_ok() {
+            appended = feed.sync_data().map_err(|e| io_error("fsync", &log, e));
         }
+        // Waited for even after a failed append, so that the next call
+        // does not collect this one's result.
+        if let Some(syncer) = syncer {
+            syncer.wait().map_err(|e| io_error("fsync", &temp, e))?;
+        }
+        appended?;
         std::fs::rename(&temp, &target).map_err(|e| io_error("rename", &target, e))?;
         drop(feed_held);
         if full {
@@ -533,7 +537,9 @@ impl RawFile {
         file.write_all(bytes)
             .map_err(|e| io_error("write", &temp, e))?;
         if self.durability == Durability::Full {
-            file.sync_all().map_err(|e| io_error("fsync", &temp, e))?;
+            // fdatasync, as revstore-yaml makes it: the baseline does no
+            // more than the engine.
+            file.sync_data().map_err(|e| io_error("fsync", &temp, e))?;
         }
         Ok(temp)
     }
