@@ -187,10 +187,12 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
     if config.kind != Kind::Memory {
         // No target: this row says how close the engine gets to the floor
         // of its own design (SQLite: a guarded commit with a feed row,
-        // starting from the revision written last; YAML: the document's
-        // lock and a read of it, the staged file, the feed's lock, the
-        // feed line and the rename; when full, the staged file's and the
-        // line's fsyncs at once on two threads, then the folder's).
+        // starting from the revision written last; YAML: the system calls
+        // of a commit — both locks with their checks, a read of the
+        // document, the staged file, the segment's checks, the schema
+        // guard's read, the feed line and the rename; when full, the staged
+        // file's and the line's fsyncs at once on two threads, then the
+        // folder's).
         let design = match config.kind {
             Kind::Sqlite => "raw guarded UPDATE + feed row",
             _ => "raw locked write + feed line",

@@ -437,11 +437,14 @@ impl RawFile {
     }
 
     /// What [`write`](RawFile::write) does, plus what every revstore-yaml
-    /// commit does beside it, without its engine and its checks: the floor
-    /// of revstore-yaml's design. It locks the document's lock file and
-    /// reads the document (a commit checks the revision it holds), stages
-    /// the new file, locks the feed's lock file, appends the change line,
-    /// renames, unlocks both and (when full) fsyncs the folder. When full,
+    /// commit does beside it, without its engine: the floor of
+    /// revstore-yaml's design. It locks the document's lock file (and
+    /// checks the path still names it) and reads the document (a commit
+    /// checks the revision it holds), stages the new file, locks the feed's
+    /// lock file (checked too), checks the segment (its length, its last
+    /// line, that no newer one exists) and reads the schema guard, appends
+    /// the change line, renames, unlocks both and (when full) fsyncs the
+    /// folder: the system calls of a revstore-yaml commit. When full,
     /// the temp file's fsync starts on a second thread once it is written
     /// and runs beside the line's, as revstore-yaml makes them, and both
     /// end before the rename.
@@ -473,6 +476,13 @@ impl RawFile {
         };
         let _doc = Locked::exclusive(doc_lock)?;
         let target = dir.join(name);
+        let stat = |path: &Path| match std::fs::metadata(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error("stat", path, e)),
+            _ => Ok(()),
+        };
+        // A held lock file must be the one its path names (not one moved
+        // away by hand).
+        stat(&doc_lock.1)?;
         match std::fs::read(&target) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(io_error("read", &target, e));
@@ -492,18 +502,41 @@ impl RawFile {
             None
         };
         let feed_held = Locked::exclusive(feed_lock)?;
+        stat(&feed_lock.1)?;
         let log = dir.join("changes.log");
         let (feed, seq) = match feed {
             Some(open) => open,
             none => {
                 let opened = std::fs::OpenOptions::new()
                     .create(true)
+                    .read(true)
                     .append(true)
                     .open(&log)
                     .map_err(|e| io_error("open", &log, e))?;
                 none.insert((opened, 0))
             }
         };
+        // The segment is still the one written last, no shorter, with the
+        // last line in place, and no newer segment was started (by a
+        // handle with another retention): the next seq is known.
+        const LAST_LINE: u64 = 80;
+        let end = std::fs::metadata(&log)
+            .map_err(|e| io_error("stat", &log, e))?
+            .len();
+        if end >= LAST_LINE {
+            let mut last_line = [0u8; LAST_LINE as usize];
+            feed.read_exact_at(&mut last_line, end - LAST_LINE)
+                .map_err(|e| io_error("read", &log, e))?;
+        }
+        stat(&dir.join("changes.next.log"))?;
+        // The schema guard's revision, read under the feed lock.
+        let schema = dir.join("_schema.yaml");
+        match File::open(&schema) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("read", &schema, e));
+            }
+            _ => {}
+        }
         *seq += 1;
         let line = format!(
             "{{\"seq\":{seq},\"collection\":\"c\",\"name\":\"{name}\",\"revision\":{seq},\"kind\":\"updated\"}}\n"
