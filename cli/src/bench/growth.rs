@@ -23,7 +23,7 @@ use super::floor::Floor;
 use super::measure::{interleaved, sized_ops, Case, Samples};
 use super::raw::RawSqlite;
 use super::report::{Row, Target, Unit};
-use super::subject::{body_of_size, size_name, Config, Kind};
+use super::subject::{body_of_size, patch_counter, size_name, Config, Kind};
 use super::worker::{Spawned, Task, WorkerArgs};
 use super::Context;
 use crate::error::CliError;
@@ -83,17 +83,7 @@ fn body_sizes(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliErro
         floor.borrow_mut().create("bodies", &name)?;
         let n = (plan.ops(config) * 1024 / size).max(3);
         let mut raw = |_| floor.borrow_mut().overwrite("bodies", &name);
-        let mut patch = |i: usize| {
-            store
-                .patch(
-                    "bodies",
-                    &name,
-                    &Patch::Merge(json!({"counter": i})),
-                    Precondition::Any,
-                )
-                .map(drop)
-                .map_err(CliError::from)
-        };
+        let mut patch = |i: usize| patch_counter(&store, "bodies", &name, i);
         let mut cases: Vec<Case<'_>> = vec![(n, &mut raw), (n, &mut patch)];
         let samples = interleaved(plan.samples, &mut cases)?;
         rows.push(
@@ -165,17 +155,8 @@ fn store_sizes(ctx: &mut Context<'_>, kind: Kind) -> Result<Vec<Row>, CliError> 
         let fill_secs = started.elapsed().as_secs_f64();
         for (k, (durability, store)) in measured.iter().enumerate() {
             let config = at(*durability);
-            let mut patch = |i: usize| {
-                store
-                    .patch(
-                        C,
-                        &doc_name(i.wrapping_mul(7919) % size),
-                        &Patch::Merge(json!({"counter": i})),
-                        Precondition::Any,
-                    )
-                    .map(drop)
-                    .map_err(CliError::from)
-            };
+            let mut patch =
+                |i: usize| patch_counter(store, C, &doc_name(i.wrapping_mul(7919) % size), i);
             // Sized once, at the smallest store, on untimed patches (as
             // the ops group's samples), and kept for the larger stores.
             if sample_ops.len() <= k {

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::floor::Floor;
 use super::measure::{interleaved, sized_ops, Case};
 use super::report::{Row, Target, Unit};
-use super::subject::{body_of_size, Config, Kind};
+use super::subject::{body_of_size, patch_counter, Config, Kind};
 use super::Context;
 use crate::error::CliError;
 
@@ -79,17 +79,7 @@ fn measure(ctx: &mut Context<'_>, config: Config) -> Result<Vec<Row>, CliError> 
             floor.borrow_mut().create(LISTED, &name)?;
         }
     }
-    let patch_doc = |i: usize| {
-        store
-            .patch(
-                C,
-                "doc",
-                &Patch::Merge(json!({"counter": i})),
-                Precondition::Any,
-            )
-            .map(drop)
-            .map_err(CliError::from)
-    };
+    let patch_doc = |i: usize| patch_counter(&store, C, "doc", i);
     // Samples of a fast configuration (200 relaxed SQLite patches took
     // 4 ms, and one in two or three held a WAL checkpoint) last at least
     // the plan's sample time: sized on untimed patches, which also warm

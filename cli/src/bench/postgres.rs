@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::measure::{interleaved, Case, Samples};
 use super::report::{Row, Unit};
-use super::subject::body_of_size;
+use super::subject::{body_of_size, patch_counter};
 use super::Context;
 use crate::error::CliError;
 
@@ -264,17 +264,7 @@ fn ops(
         Ok(())
     };
     let (mut raw_update1, mut raw_update2, mut raw_update3) = (raw_update, raw_update, raw_update);
-    let mut patch = |i: usize| {
-        store
-            .patch(
-                C,
-                "doc",
-                &Patch::Merge(json!({"counter": i})),
-                Precondition::Any,
-            )
-            .map(drop)
-            .map_err(CliError::from)
-    };
+    let mut patch = |i: usize| patch_counter(&store, C, "doc", i);
     let mut replace = |_| {
         store
             .replace(C, "doc", body.clone(), Precondition::Any)

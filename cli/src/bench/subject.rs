@@ -181,6 +181,27 @@ impl StorageBackend for Counting {
     }
 }
 
+/// The patch every group times: a merge patch setting `counter` to `i`.
+///
+/// # Errors
+/// The store's errors.
+pub fn patch_counter(
+    store: &Store,
+    collection: &str,
+    name: &str,
+    i: usize,
+) -> std::result::Result<(), crate::error::CliError> {
+    store
+        .patch(
+            collection,
+            name,
+            &revstore::Patch::Merge(json!({ "counter": i })),
+            revstore::Precondition::Any,
+        )
+        .map(drop)
+        .map_err(crate::error::CliError::from)
+}
+
 /// A model-like body (a description, joins and a list of column
 /// definitions) of about `bytes` bytes as compact JSON.
 pub fn body_of_size(bytes: usize) -> Value {
