@@ -592,15 +592,22 @@ mod tests {
     use super::*;
     use revstore::Durability;
 
-    #[test]
-    fn threads_on_a_hot_key_lose_no_update_and_count_retries() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A relaxed SQLite store in `dir`: its configuration, location and a
+    /// shared counting handle, for a [`Setup`].
+    fn relaxed_sqlite(dir: &Path) -> (Config, PathBuf, Arc<Counting>) {
         let config = Config {
             kind: Kind::Sqlite,
             durability: Durability::Relaxed,
         };
-        let location = config.location(dir.path());
+        let location = config.location(dir);
         let shared = Counting::new(config.open(&location).unwrap());
+        (config, location, shared)
+    }
+
+    #[test]
+    fn threads_on_a_hot_key_lose_no_update_and_count_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, location, shared) = relaxed_sqlite(dir.path());
         shared
             .store()
             .create(C, HOT, serde_json::json!({"counter": 0}))
@@ -621,12 +628,7 @@ mod tests {
     #[test]
     fn sqlite_processes_on_own_keys_get_raw_rows_beside_revstore() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            kind: Kind::Sqlite,
-            durability: Durability::Relaxed,
-        };
-        let location = config.location(dir.path());
-        let shared = Counting::new(config.open(&location).unwrap());
+        let (config, location, shared) = relaxed_sqlite(dir.path());
         let setup = Setup {
             config,
             location: &location,
