@@ -97,26 +97,48 @@ impl DecodeCache {
             self.forget(key);
             return;
         }
-        let Ok(mut inner) = self.inner.lock() else {
+        let Ok(mut guard) = self.inner.lock() else {
             return;
         };
-        if let Some(old) = inner.entries.remove(key) {
-            inner.bytes -= entry_cost(&old.raw);
-        }
-        if inner.bytes + cost > self.max_bytes {
-            evict_coldest_half(&mut inner);
-        }
+        let inner = &mut *guard;
         inner.tick += 1;
         let used = inner.tick;
+        let replacing = inner
+            .entries
+            .get(key)
+            .map_or(0, |entry| entry_cost(&entry.raw));
+        if inner.bytes - replacing + cost > self.max_bytes {
+            evict_coldest_half(inner);
+        }
+        // A key written again (the common case: every commit) is updated
+        // in place, its buffer reused when the size is the same.
+        let replaced = match inner.entries.get_mut(key) {
+            Some(entry) => {
+                inner.bytes -= entry_cost(&entry.raw);
+                if entry.raw.len() == raw.len() {
+                    entry.raw.copy_from_slice(raw);
+                } else {
+                    entry.raw = raw.into();
+                }
+                entry.used = used;
+                Some(std::mem::replace(&mut entry.record, record))
+            }
+            None => {
+                inner.entries.insert(
+                    key.clone(),
+                    Entry {
+                        raw: raw.into(),
+                        record,
+                        used,
+                    },
+                );
+                None
+            }
+        };
         inner.bytes += cost;
-        inner.entries.insert(
-            key.clone(),
-            Entry {
-                raw: raw.into(),
-                record,
-                used,
-            },
-        );
+        drop(guard);
+        // The replaced record's body is freed outside the lock.
+        drop(replaced);
     }
 
     /// The record last cached for `key`, whatever bytes the key holds now:
@@ -221,6 +243,31 @@ mod tests {
         cache.forget(&key("a"));
         assert_eq!(cache.lookup(&key("a"), b"two"), None);
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn rewriting_one_key_keeps_its_accounting_and_the_bound() {
+        let cache = DecodeCache::new(64 * 1024);
+        let charged = |cache: &DecodeCache| cache.inner.lock().unwrap().bytes;
+        for (i, len) in [100usize, 100, 3000, 50, 50, 4000, 10]
+            .into_iter()
+            .enumerate()
+        {
+            let raw = vec![b'a' + i as u8; len];
+            cache.insert(&key("k"), &raw, record(i as u64 + 1, 0));
+            assert_eq!(cache.lookup(&key("k"), &raw), Some(record(i as u64 + 1, 0)));
+            assert_eq!(charged(&cache), entry_cost(&raw), "after {len} bytes");
+        }
+        // A key rewritten larger while the cache is full evicts others,
+        // never itself, and the bound holds.
+        let raw = vec![b'x'; 1000];
+        for i in 0..40 {
+            cache.insert(&key(&format!("k{i}")), &raw, record(1, i));
+        }
+        let big = vec![b'y'; 4000];
+        cache.insert(&key("k39"), &big, record(2, 0));
+        assert!(cache.lookup(&key("k39"), &big).is_some());
+        assert!(charged(&cache) <= 64 * 1024, "{} bytes", charged(&cache));
     }
 
     #[test]

@@ -167,6 +167,23 @@ fn restore_order(old: &Body, new: &mut Body, hint: Option<&Body>) {
 /// the usual case (a patch that removes nothing leaves every key in place),
 /// checked in one pass without rebuilding anything.
 fn in_order(old: &Body, new: &Body, hint: Option<&Body>) -> bool {
+    // The usual case first, compared without hashing: every old key still
+    // in its place at the front. The keys after them are then all new.
+    if old.len() <= new.len() && old.keys().zip(new.keys()).all(|(o, n)| o == n) {
+        let Some(hint) = hint else {
+            return true;
+        };
+        let mut hint_keys = hint.keys();
+        let mut past_hint = false;
+        for k in new.keys().skip(old.len()) {
+            if !hint.contains_key(k) {
+                past_hint = true;
+            } else if past_hint || !hint_keys.any(|h| h == k) {
+                return false;
+            }
+        }
+        return true;
+    }
     let mut old_keys = old.keys();
     let mut hint_keys = hint.map(|h| h.keys());
     // 0: among the old keys, 1: among the patch's new keys, 2: the rest.

@@ -83,10 +83,20 @@ struct Segment {
 
 impl Segment {
     fn new(segments_dir: &Path, first: u64) -> Segment {
-        Segment {
-            first,
-            path: segments_dir.join(format!("{first:0width$}.log", width = NAME_DIGITS)),
+        // `{first:020}.log`, built without the formatting machinery: every
+        // commit builds the name of the segment after its own.
+        let mut name = *b"00000000000000000000.log";
+        let mut rest = first;
+        for digit in name[..NAME_DIGITS].iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
+        let dir = segments_dir.as_os_str();
+        let mut path = std::ffi::OsString::with_capacity(dir.len() + 1 + name.len());
+        path.push(dir);
+        let mut path = PathBuf::from(path);
+        path.push(&*String::from_utf8_lossy(&name));
+        Segment { first, path }
     }
 
     fn corrupt(&self, line: Option<u64>, reason: impl Into<String>) -> Error {
@@ -639,6 +649,17 @@ mod tests {
 
     fn key() -> Key {
         Key::new("c", "k").unwrap()
+    }
+
+    #[test]
+    fn a_segment_is_named_by_its_first_seq_in_twenty_digits() {
+        let dir = Path::new("/store/.revstore/changes");
+        for first in [0, 1, 42, 1_000_000_007, u64::MAX] {
+            assert_eq!(
+                Segment::new(dir, first).path,
+                dir.join(format!("{first:020}.log"))
+            );
+        }
     }
 
     #[test]

@@ -47,8 +47,53 @@ const DIGEST_KEY: &str = "digest";
 /// A reason when the revision is above [`MAX_REVISION`], the body is
 /// nested deeper than [`MAX_DEPTH`] (the file could not be read back) or
 /// the YAML emitter fails.
+#[cfg(any(test, feature = "testkit"))]
 pub fn encode(label: &str, revision: u64, body: Option<&Body>) -> Result<Vec<u8>, String> {
-    encode_with(label, revision, body, true)
+    let mut out = Vec::new();
+    encode_with(&mut out, label, revision, body, true)?;
+    Ok(out)
+}
+
+/// Encodes like `encode` (built for tests), into this thread's reusable
+/// buffer, which the result gives back when dropped: a commit then
+/// allocates no file-sized buffer.
+///
+/// # Errors
+/// As `encode`: a reason when the revision is above [`MAX_REVISION`], the
+/// body is nested deeper than [`MAX_DEPTH`] or the YAML emitter fails.
+pub fn encode_reusing(label: &str, revision: u64, body: Option<&Body>) -> Result<Encoded, String> {
+    let mut encoded = Encoded(ENCODE_BUFFER.take());
+    encode_with(&mut encoded.0, label, revision, body, true)?;
+    Ok(encoded)
+}
+
+thread_local! {
+    static ENCODE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest buffer a thread keeps for the next [`encode_reusing`].
+const MAX_KEPT_ENCODE_BUFFER: usize = 256 * 1024;
+
+/// An encoded file in the thread's reusable buffer; see
+/// [`encode_reusing`].
+pub struct Encoded(Vec<u8>);
+
+impl std::ops::Deref for Encoded {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Encoded {
+    fn drop(&mut self) {
+        if self.0.capacity() <= MAX_KEPT_ENCODE_BUFFER {
+            let buffer = std::mem::take(&mut self.0);
+            // Gone at thread exit: the buffer is simply freed.
+            let _ = ENCODE_BUFFER.try_with(|kept| kept.set(buffer));
+        }
+    }
 }
 
 /// What [`encode`] writes, but with every live record laid out by
@@ -60,16 +105,20 @@ pub fn encode_with_serde_yaml(
     revision: u64,
     body: Option<&Body>,
 ) -> Result<Vec<u8>, String> {
-    encode_with(label, revision, body, false)
+    let mut out = Vec::new();
+    encode_with(&mut out, label, revision, body, false)?;
+    Ok(out)
 }
 
-/// [`encode`], laying a live record out itself when `fast` and it can.
+/// [`encode`] into `out` (its content replaced), laying a live record out
+/// itself when `fast` and it can.
 fn encode_with(
+    out: &mut Vec<u8>,
     label: &str,
     revision: u64,
     body: Option<&Body>,
     fast: bool,
-) -> Result<Vec<u8>, String> {
+) -> Result<(), String> {
     #[derive(Serialize)]
     struct Live<'a> {
         revision: u64,
@@ -80,7 +129,10 @@ fn encode_with(
             "revision {revision} is above the largest revision, {MAX_REVISION}"
         ));
     }
-    let text = match body {
+    out.clear();
+    // An empty buffer is valid UTF-8; the text is written into its room.
+    let mut text = String::from_utf8(std::mem::take(out)).unwrap_or_default();
+    match body {
         Some(body) => {
             if deeper_than(body, MAX_DEPTH) {
                 return Err(format!(
@@ -88,19 +140,22 @@ fn encode_with(
                      more than a YAML file of this backend can hold"
                 ));
             }
-            match fast.then(|| emit_live(revision, body)).flatten() {
-                Some(text) => Ok(text),
-                None => serde_yaml::to_string(&Live { revision, body }),
+            if !fast || emit_live(&mut text, revision, body).is_none() {
+                text.clear();
+                let written = serde_yaml::to_string(&Live { revision, body })
+                    .map_err(|e| format!("YAML encoding failed: {e}"))?;
+                text.push_str(&written);
             }
         }
-        None => Ok(format!("revision: {revision}\ndeleted: true\n")),
-    };
-    let mut bytes = text
-        .map(String::into_bytes)
-        .map_err(|e| format!("YAML encoding failed: {e}"))?;
-    let seal = digest::seal(label, &bytes);
-    bytes.extend_from_slice(format!("{DIGEST_KEY}: {seal}\n").as_bytes());
-    Ok(bytes)
+        None => {
+            text.push_str("revision: ");
+            push_integer(&mut text, revision);
+            text.push_str("\ndeleted: true\n");
+        }
+    }
+    *out = text.into_bytes();
+    digest::push_seal_line(out, DIGEST_KEY, label);
+    Ok(())
 }
 
 /// Writes a live record exactly as `serde_yaml` (with its emitter's
@@ -113,18 +168,17 @@ fn encode_with(
 /// whole file): the layouts this does not reproduce.
 ///
 /// The tests compare it with `serde_yaml` on generated bodies.
-fn emit_live(revision: u64, body: &Body) -> Option<String> {
-    let mut out = String::with_capacity(256);
+fn emit_live(out: &mut String, revision: u64, body: &Body) -> Option<()> {
     out.push_str("revision: ");
-    out.push_str(&revision.to_string());
+    push_integer(out, revision);
     out.push_str("\nbody:");
     if body.is_empty() {
         out.push_str(" {}\n");
     } else {
         out.push('\n');
-        emit_mapping(&mut out, body, 2, false)?;
+        emit_mapping(out, body, 2, false)?;
     }
-    Some(out)
+    Some(())
 }
 
 /// Writes a non-empty mapping's entries at `indent`; the first one right
@@ -184,8 +238,20 @@ fn emit_sequence(out: &mut String, items: &[Value], indent: usize, inline: bool)
     Some(())
 }
 
+fn push_integer(out: &mut String, n: impl std::fmt::Display) {
+    use std::fmt::Write;
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "{n}");
+}
+
 fn push_indent(out: &mut String, indent: usize) {
-    out.extend(std::iter::repeat_n(' ', indent));
+    const SPACES: &str = "                                ";
+    let mut left = indent;
+    while left > 0 {
+        let step = left.min(SPACES.len());
+        out.push_str(&SPACES[..step]);
+        left -= step;
+    }
 }
 
 /// Longest key libyaml writes as `key: value` rather than `? key`.
@@ -198,8 +264,8 @@ fn emit_scalar(out: &mut String, value: &Value) -> Option<()> {
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => out.push_str(&u.to_string()),
-            (None, Some(i)) => out.push_str(&i.to_string()),
+            (Some(u), _) => push_integer(&mut *out, u),
+            (None, Some(i)) => push_integer(&mut *out, i),
             // `serde_yaml`'s own float formatting (ryu's shortest form).
             _ => push_single_line(out, &serde_yaml::to_string(value).ok()?)?,
         },
@@ -236,6 +302,24 @@ fn push_single_line(out: &mut String, written: &str) -> Option<()> {
     Some(())
 }
 
+/// The bytes [`is_plain`] allows after the first: letters, digits, space
+/// and `_-.,/()+=`. A table, because every string of every commit is
+/// checked byte by byte.
+const PLAIN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b' ' | b'_' | b'-' | b'.' | b',' | b'/' | b'(' | b')' | b'+' | b'='
+            );
+        b += 1;
+    }
+    table
+};
+
 /// Whether `serde_yaml` writes `text` as a plain scalar, and reads it back
 /// as the same string: it starts with a letter, `_`, `/` or `(`, holds
 /// only letters, digits, spaces and `_-.,/()+=`, does not end in
@@ -250,13 +334,7 @@ fn is_plain(text: &str) -> bool {
     };
     (first.is_ascii_alphabetic() || matches!(first, b'_' | b'/' | b'('))
         && bytes.last() != Some(&b' ')
-        && bytes.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b' ' | b'_' | b'-' | b'.' | b',' | b'/' | b'(' | b')' | b'+' | b'='
-                )
-        })
+        && bytes.iter().all(|&b| PLAIN_BYTES[usize::from(b)])
         && !matches!(
             text,
             "null" | "Null" | "NULL" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE"
@@ -819,6 +897,11 @@ fn tag_error<E: de::Error>() -> E {
 
 #[cfg(test)]
 mod tests {
+    /// [`emit_live`] into a new string.
+    fn emit_live_text(revision: u64, body: &Body) -> Option<String> {
+        let mut out = String::new();
+        emit_live(&mut out, revision, body).map(|()| out)
+    }
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
@@ -1176,7 +1259,7 @@ mod tests {
             pairs in prop::collection::vec((arb_emitted_string(), arb_emitted_value()), 0..6)
         ) {
             let b: Body = pairs.into_iter().collect();
-            if let Some(text) = emit_live(12, &b) {
+            if let Some(text) = emit_live_text(12, &b) {
                 prop_assert_eq!(text, serde_yaml_live(12, &b));
             }
         }
@@ -1194,7 +1277,7 @@ mod tests {
             "double": double,
             "deep": {"list": [plain, single, double, {"k": plain}]},
         }));
-        assert_eq!(emit_live(3, &long), Some(serde_yaml_live(3, &long)));
+        assert_eq!(emit_live_text(3, &long), Some(serde_yaml_live(3, &long)));
     }
 
     #[test]
@@ -1210,22 +1293,32 @@ mod tests {
             ],
             "empty": {},
         }));
-        assert_eq!(emit_live(3, &usual), Some(serde_yaml_live(3, &usual)));
+        assert_eq!(emit_live_text(3, &usual), Some(serde_yaml_live(3, &usual)));
         // One-line scalars of every kind take the fast path too, each as
         // `serde_yaml` writes it.
         let breaks = ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'];
         for tricky in TRICKY.iter().filter(|s| !s.contains(breaks)) {
             let b = body(json!({ *tricky: [tricky, {"k": tricky}] }));
-            assert_eq!(emit_live(3, &b), Some(serde_yaml_live(3, &b)), "{tricky:?}");
+            assert_eq!(
+                emit_live_text(3, &b),
+                Some(serde_yaml_live(3, &b)),
+                "{tricky:?}"
+            );
         }
         // Layouts it leaves to `serde_yaml`: multi-line scalars, long keys.
         for text in ["two\nlines", "cr\r", "\u{2028}"] {
-            assert_eq!(emit_live(3, &body(json!({ "a": text }))), None);
-            assert_eq!(emit_live(3, &body(json!({ text: 1 }))), None);
+            assert_eq!(emit_live_text(3, &body(json!({ "a": text }))), None);
+            assert_eq!(emit_live_text(3, &body(json!({ text: 1 }))), None);
         }
-        assert_eq!(emit_live(3, &body(json!({ "k".repeat(129): 1 }))), None);
+        assert_eq!(
+            emit_live_text(3, &body(json!({ "k".repeat(129): 1 }))),
+            None
+        );
         let at_limit = body(json!({ "k".repeat(128): 1 }));
-        assert_eq!(emit_live(3, &at_limit), Some(serde_yaml_live(3, &at_limit)));
+        assert_eq!(
+            emit_live_text(3, &at_limit),
+            Some(serde_yaml_live(3, &at_limit))
+        );
     }
 
     #[test]

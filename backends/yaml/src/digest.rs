@@ -32,8 +32,33 @@ pub fn fnv1a64(parts: &[&[u8]]) -> u64 {
 /// bytes before the seal line are `content`: `fnv1a64-` and 16 lowercase
 /// hex digits of FNV-1a 64 over `label`, a newline, and `content`.
 pub fn seal(label: &str, content: &[u8]) -> String {
-    let hash = fnv1a64(&[label.as_bytes(), b"\n", content]);
-    format!("{PREFIX}{hash:0width$x}", width = HEX_DIGITS)
+    let hex = hex_digits(fnv1a64(&[label.as_bytes(), b"\n", content]));
+    let mut out = String::with_capacity(PREFIX.len() + HEX_DIGITS);
+    out.push_str(PREFIX);
+    out.extend(hex.iter().map(|&digit| char::from(digit)));
+    out
+}
+
+/// Appends to `out` the seal line `<key>: <seal>` and its newline, where
+/// the seal is [`seal`] of `label` and of `out`'s bytes so far.
+pub fn push_seal_line(out: &mut Vec<u8>, key: &str, label: &str) {
+    let hex = hex_digits(fnv1a64(&[label.as_bytes(), b"\n", out]));
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.extend_from_slice(&hex);
+    out.push(b'\n');
+}
+
+/// `hash` as [`HEX_DIGITS`] lowercase hexadecimal digits.
+fn hex_digits(hash: u64) -> [u8; HEX_DIGITS] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0; HEX_DIGITS];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        let shift = 4 * (HEX_DIGITS - 1 - i);
+        *digit = DIGITS[((hash >> shift) & 0xf) as usize];
+    }
+    hex
 }
 
 #[cfg(test)]
@@ -59,5 +84,12 @@ mod tests {
         assert_ne!(s, seal("models/other", b"revision: 1\n"));
         assert_ne!(s, seal("models/orders", b"revision: 2\n"));
         assert_eq!(s, seal("models/orders", b"revision: 1\n"));
+        assert_eq!(
+            seal("a/b", b""),
+            format!("{PREFIX}{:016x}", fnv1a64(&[b"a/b\n"]))
+        );
+        let mut line = b"revision: 1\n".to_vec();
+        push_seal_line(&mut line, "digest", "models/orders");
+        assert_eq!(line, format!("revision: 1\ndigest: {s}\n").into_bytes());
     }
 }

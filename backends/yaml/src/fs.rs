@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -383,7 +384,9 @@ pub struct KeptLockFiles {
 
 #[derive(Debug, Default)]
 struct KeptFiles {
-    by_path: HashMap<PathBuf, Vec<LockFile>>,
+    /// By the path's bytes: hashing a `Path` walks its components, and
+    /// the backend spells each lock file's path one way only.
+    by_path: HashMap<OsString, Vec<LockFile>>,
     count: usize,
 }
 
@@ -397,7 +400,7 @@ struct LockFile {
 impl KeptLockFiles {
     fn take(&self, path: &Path) -> Option<LockFile> {
         let mut kept = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-        let file = kept.by_path.get_mut(path)?.pop()?;
+        let file = kept.by_path.get_mut(path.as_os_str())?.pop()?;
         kept.count -= 1;
         Some(file)
     }
@@ -409,13 +412,18 @@ impl KeptLockFiles {
             return;
         }
         kept.count += 1;
-        kept.by_path.entry(path).or_default().push(file);
+        match kept.by_path.get_mut(path.as_os_str()) {
+            Some(files) => files.push(file),
+            None => {
+                kept.by_path.insert(path.into_os_string(), vec![file]);
+            }
+        }
     }
 
     /// Closes every file kept for `path` (it was removed).
     fn forget(&self, path: &Path) {
         let mut kept = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(files) = kept.by_path.remove(path) {
+        if let Some(files) = kept.by_path.remove(path.as_os_str()) {
             kept.count -= files.len();
         }
     }
@@ -449,10 +457,12 @@ impl Drop for FileLock {
 /// found by that holder is debris of a writer that crashed, and replacing
 /// it is the clean-up.
 pub fn staging_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    target.with_file_name(format!(".{name}.tmp"))
+    let name = target.file_name().unwrap_or_default();
+    let mut staged = std::ffi::OsString::with_capacity(name.len() + 5);
+    staged.push(".");
+    staged.push(name);
+    staged.push(".tmp");
+    target.with_file_name(staged)
 }
 
 impl Fs {

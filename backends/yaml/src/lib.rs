@@ -507,9 +507,19 @@ impl YamlBackend {
     }
 
     fn lock_path(&self, key: &Key) -> PathBuf {
-        self.root
-            .join(key.collection())
-            .join(format!(".{}.lock", key.name()))
+        let root = self.root.as_os_str();
+        let mut path = std::ffi::OsString::with_capacity(
+            root.len() + key.collection().len() + key.name().len() + 8,
+        );
+        path.push(root);
+        let mut path = PathBuf::from(path);
+        path.push(key.collection());
+        let path_text = path.as_mut_os_string();
+        path_text.push(std::path::MAIN_SEPARATOR_STR);
+        path_text.push(".");
+        path_text.push(key.name());
+        path_text.push(".lock");
+        path
     }
 
     /// Locks a key's lock file exclusively, the only way keys are locked
@@ -645,12 +655,11 @@ impl StorageBackend for YamlBackend {
         let bytes = if new_revision <= MAX_REVISION {
             let label = label(key.collection(), key.name());
             Some(
-                codec::encode(&label, new_revision, commit.body.map(|body| &**body)).map_err(
-                    |reason| Error::InvalidBody {
+                codec::encode_reusing(&label, new_revision, commit.body.map(|body| &**body))
+                    .map_err(|reason| Error::InvalidBody {
                         key: key.clone(),
                         reason,
-                    },
-                )?,
+                    })?,
             )
         } else {
             None
