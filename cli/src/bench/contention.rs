@@ -4,14 +4,17 @@
 //! throughput of all writers, compared with the single writer's figure
 //! measured in the same rounds.
 //!
-//! For SQLite, P processes on a key each are also measured without
-//! revstore: raw conditional `UPDATE`s of a row each in a database of
+//! Writers on a key each (processes, and threads sharing a handle) are
+//! also measured without revstore, in rounds interleaved with revstore's:
+//! for SQLite, raw conditional `UPDATE`s of a row each in a database of
 //! their own, with revstore's pragmas, polling for the write lock as
-//! revstore does, in rounds interleaved with revstore's. SQLite lets one
-//! writer at a time commit to a file, and processes cannot share a
-//! commit, so each commit waits for its own WAL sync in turn; the raw rows
-//! measure how far that lets processes scale on this disk at this moment,
-//! beside what revstore gets.
+//! revstore does; for YAML, raw replacements of a file each in one folder
+//! (temp file, fsync, rename, folder fsync), as revstore-yaml replaces a
+//! document. SQLite lets one writer at a time commit to a file, and
+//! processes cannot share a commit, so each commit waits for its own WAL
+//! sync in turn; renames in one folder take the folder's lock in turn.
+//! The raw rows measure how far the disk and the file system let writers
+//! scale at this moment, beside what revstore gets.
 //!
 //! Lost races are counted by a backend wrapper: `retries` are commits that
 //! lost and were re-applied by the engine (patches without a precondition),
@@ -25,10 +28,12 @@ use revstore::Store;
 use serde_json::Value;
 
 use super::measure::{ops_lasting, Samples};
-use super::raw::RawSqlite;
+use super::raw::{RawFile, RawSqlite};
 use super::report::{Row, Target, Unit};
 use super::subject::{body_of_size, Config, Counting, Kind};
-use super::worker::{cas_loop, patch_loop, Spawned, Task, WorkerArgs};
+use super::worker::{
+    cas_loop, patch_loop, raw_file_name, raw_update_loop, raw_write_loop, Spawned, Task, WorkerArgs,
+};
 use super::Context;
 use crate::error::CliError;
 
@@ -220,7 +225,7 @@ fn measure(
                         let start = setup.dir.join(format!("start-{round_no}"));
                         processes(ctx, setup, work, Some(&raw.path), t, raw_ops, start)?
                     }
-                    _ => raw_threads(&raw.path, setup.config.durability, t, raw_ops)?,
+                    _ => raw_threads(&raw.path, setup.config, t, raw_ops)?,
                 };
                 raw_samples[j].push_rate(round.ops_per_sec);
                 raw_totals[j].add(round);
@@ -254,8 +259,8 @@ fn measure(
         }
         let most_raw = raw_counts.len() > 1 && raw_counts.last() == Some(&t);
         if let (true, Some(scaling)) = (most_raw, raw_scaling) {
-            // The same ratio without revstore: the ceiling the disk and
-            // SQLite's one writer set for this row.
+            // The same ratio without revstore: the ceiling the disk (and
+            // SQLite's one writer) set for this row.
             row = row.note("raw-scaling", scaling);
         }
         rows.push(row);
@@ -273,19 +278,23 @@ fn measure(
     Ok(rows)
 }
 
-/// The raw multi-process baseline of a round: a SQLite database of its
-/// own and the process counts it is measured at.
+/// The raw baseline of a round of writers on keys of their own: a SQLite
+/// database or a folder of its own, and the writer counts it is measured
+/// at.
 struct RawBaseline {
     path: PathBuf,
     counts: Vec<usize>,
-    /// A connection kept open between rounds, as the parent keeps the
-    /// store's, so that the WAL file is reused rather than made anew by
-    /// every round's first commit.
-    _held: RawSqlite,
+    /// For SQLite, a connection kept open between rounds, as the parent
+    /// keeps the store's, so that the WAL file is reused rather than made
+    /// anew by every round's first commit.
+    _held: Option<RawSqlite>,
 }
 
-/// For SQLite processes on a key each, the raw baseline: measured with
-/// one process and with the count nearest 4 (where the target is set).
+/// For writers on a key each (processes, or threads sharing a handle),
+/// the raw baseline: the same writes without revstore — SQLite's
+/// conditional `UPDATE` of a row, or YAML's replacement of a file —
+/// measured with one writer and with the count nearest 4 (where the
+/// target is set).
 fn raw_baseline(
     setup: &Setup<'_>,
     work: Work,
@@ -295,12 +304,20 @@ fn raw_baseline(
     let file = match (work, writers, setup.config.kind) {
         (Work::OwnPatch, Writers::Processes, Kind::Sqlite) => "raw-procs.sqlite",
         (Work::OwnPatch, Writers::SharedHandle, Kind::Sqlite) => "raw-threads.sqlite",
+        (Work::OwnPatch, Writers::Processes, Kind::Yaml) => "raw-procs",
+        (Work::OwnPatch, Writers::SharedHandle, Kind::Yaml) => "raw-threads",
         _ => return Ok(None),
     };
     let path = setup.dir.join(file);
-    // Created here, so that the first processes do not race to switch a
-    // new file to WAL.
-    let held = RawSqlite::open(&path, setup.config.durability)?;
+    let held = match setup.config.kind {
+        // Created here, so that the first processes do not race to switch
+        // a new file to WAL.
+        Kind::Sqlite => Some(RawSqlite::open(&path, setup.config.durability)?),
+        _ => {
+            RawFile::new(&path, setup.config.durability)?;
+            None
+        }
+    };
     let mut raw_counts = vec![1];
     if let Some(&most) = counts
         .iter()
@@ -334,11 +351,15 @@ fn raw_rows(
         _ => "thread",
     };
     let raw_label = |t: usize| format!("{t} {}", plural(t, unit));
+    let write = match setup.config.kind {
+        Kind::Sqlite => "UPDATE",
+        _ => "file write",
+    };
     let mut rows = Vec::new();
     for (j, &t) in counts.iter().enumerate() {
         let mut row = Row::from_samples(
             GROUP,
-            format!("own keys raw UPDATE, {}", raw_label(t)),
+            format!("own keys raw {write}, {}", raw_label(t)),
             backend,
             durability,
             Unit::OpsPerSec,
@@ -370,27 +391,35 @@ fn raw_rows(
     rows
 }
 
-/// One round of `t` threads of raw SQLite updates, each on a connection
-/// and a row of its own in the raw database at `path`, `ops` each: the
+/// One round of `t` raw writer threads, `ops` writes each, each on a
+/// record of its own at `path` — a connection and a row of its own in
+/// the raw SQLite database, or a file of its own in the raw folder: the
 /// baseline of revstore threads on keys of their own.
-fn raw_threads(
-    path: &Path,
-    durability: revstore::Durability,
-    t: usize,
-    ops: usize,
-) -> Result<Round, CliError> {
+fn raw_threads(path: &Path, config: Config, t: usize, ops: usize) -> Result<Round, CliError> {
     let body = body_of_size(1 << 10).to_string();
-    let (elapsed, missed) = timed_writers(
-        t,
-        |w| {
-            let mut raw = RawSqlite::open(path, durability)?;
-            raw.poll_for_locks()?;
-            let key = key_of(Work::OwnPatch, w);
-            raw.put(C, &key, &body)?;
-            Ok((raw, key))
-        },
-        |_, (mut raw, key)| super::worker::raw_update_loop(&mut raw, C, &key, &body, ops),
-    )?;
+    let (elapsed, missed) = match config.kind {
+        Kind::Yaml => timed_writers(
+            t,
+            |w| {
+                let raw = RawFile::new(path, config.durability)?;
+                let name = raw_file_name(&key_of(Work::OwnPatch, w));
+                raw.write(&name, body.as_bytes())?;
+                Ok((raw, name))
+            },
+            |_, (raw, name)| raw_write_loop(&raw, &name, body.as_bytes(), ops),
+        )?,
+        _ => timed_writers(
+            t,
+            |w| {
+                let mut raw = RawSqlite::open(path, config.durability)?;
+                raw.poll_for_locks()?;
+                let key = key_of(Work::OwnPatch, w);
+                raw.put(C, &key, &body)?;
+                Ok((raw, key))
+            },
+            |_, (mut raw, key)| raw_update_loop(&mut raw, C, &key, &body, ops),
+        )?,
+    };
     let total = (t * ops) as u64;
     Ok(Round {
         ops_per_sec: total as f64 / elapsed.max(1e-9),
@@ -426,7 +455,7 @@ fn sized_to_last(
             let start = setup.dir.join("start-sizing");
             processes(ctx, setup, work, raw, 1, ops, start)?
         }
-        (_, Some(raw)) => raw_threads(raw, setup.config.durability, 1, ops)?,
+        (_, Some(raw)) => raw_threads(raw, setup.config, 1, ops)?,
         (_, None) => threads(setup, work, writers, 1, ops)?,
     };
     Ok(ops_lasting(ops, round.ops_per_sec, time))
@@ -663,7 +692,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_ne!(threads.path, raw.path);
-        let round = raw_threads(&threads.path, config.durability, 2, 3).unwrap();
+        let round = raw_threads(&threads.path, config, 2, 3).unwrap();
         assert_eq!((round.ops, round.conflicts), (6, 0));
         assert!(round.ops_per_sec > 0.0);
         // Processes get a raw baseline of processes, threads sharing a
@@ -703,6 +732,64 @@ mod tests {
             assert!((rows[2].ratio().unwrap() - 0.75).abs() < 1e-9);
             assert!(rows.iter().all(|r| r.target.is_none()));
         }
+    }
+
+    #[test]
+    fn yaml_writers_on_own_keys_get_raw_file_rows_beside_revstore() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            kind: Kind::Yaml,
+            durability: Durability::Relaxed,
+        };
+        let location = config.location(dir.path());
+        let shared = Counting::new(config.open(&location).unwrap());
+        let setup = Setup {
+            config,
+            location: &location,
+            dir: dir.path(),
+            shared: &shared,
+        };
+        assert!(
+            raw_baseline(&setup, Work::HotPatch, Writers::Processes, &[1, 4])
+                .unwrap()
+                .is_none()
+        );
+        for writers in [Writers::Processes, Writers::SharedHandle] {
+            let raw = raw_baseline(&setup, Work::OwnPatch, writers, &[1, 2, 4, 8])
+                .unwrap()
+                .unwrap();
+            assert_eq!(raw.counts, vec![1, 4]);
+            assert!(raw.path.is_dir());
+            assert!(!raw.path.starts_with(&location));
+        }
+        let folder = dir.path().join("raw-threads");
+        let round = raw_threads(&folder, config, 3, 4).unwrap();
+        assert_eq!((round.ops, round.conflicts), (12, 0));
+        let written: Vec<String> = (0..3).map(|w| key_of(Work::OwnPatch, w)).collect();
+        assert_eq!(super::super::raw::list_folder(&folder).unwrap(), written);
+        let rate = |r: f64| {
+            let mut s = Samples::default();
+            s.push_rate(r);
+            s
+        };
+        let rows = raw_rows(
+            &setup,
+            Writers::Processes,
+            &[1, 4],
+            &[rate(100.0), rate(90.0)],
+            &[Round::default(); 2],
+            (4, &rate(45.0)),
+        );
+        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+        assert_eq!(
+            cases,
+            [
+                "own keys raw file write, 1 process",
+                "own keys raw file write, 4 processes",
+                "own keys patch, 4 processes vs raw 4 processes",
+            ]
+        );
+        assert!((rows[2].ratio().unwrap() - 0.5).abs() < 1e-9);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use revstore::{Durability, Error, Patch, Precondition, Store};
 use serde_json::{json, Value};
 
-use super::raw::{list_folder, RawSqlite};
+use super::raw::{list_folder, RawFile, RawSqlite};
 use super::subject::{body_of_size, Config, Counting, Kind};
 use crate::error::CliError;
 
@@ -35,8 +35,11 @@ pub enum Task {
     Patch,
     /// Increment the key's counter by get, then compare-and-swap.
     Cas,
-    /// Put the key's row in a raw SQLite database (revstore's pragmas and
-    /// table, no revstore), then `UPDATE … WHERE revision=?` it.
+    /// Write a record of its own without revstore: in a raw SQLite
+    /// database (revstore's pragmas and table), put the key's row, then
+    /// `UPDATE … WHERE revision=?` it; in a raw folder, replace the key's
+    /// file as revstore-yaml replaces a document (temp file, fsync,
+    /// rename, folder fsync; no fsyncs when relaxed).
     RawUpdate,
     /// List the collection through revstore once.
     List,
@@ -210,6 +213,11 @@ pub fn cas_loop(store: &Store, collection: &str, key: &str, ops: usize) -> Resul
     Ok(conflicts)
 }
 
+/// The file a raw writer of `key` replaces in its folder.
+pub fn raw_file_name(key: &str) -> String {
+    format!("{key}.yaml")
+}
+
 /// `ops` raw conditional updates of one row (`RawSqlite::update`), the
 /// baseline of a revstore writer on a key of its own. Returns the misses
 /// (an update whose revision check failed), which a writer alone on its
@@ -231,6 +239,24 @@ pub fn raw_update_loop(
         }
     }
     Ok(missed)
+}
+
+/// `ops` raw replacements of the file `name` (`RawFile::write`), the
+/// baseline of a revstore-yaml writer on a key of its own. Returns 0: a
+/// file replaced whole has no revision to miss.
+///
+/// # Errors
+/// The file system's errors, naming the file.
+pub fn raw_write_loop(
+    raw: &RawFile,
+    name: &str,
+    bytes: &[u8],
+    ops: usize,
+) -> Result<u64, CliError> {
+    for _ in 0..ops {
+        raw.write(name, bytes)?;
+    }
+    Ok(0)
 }
 
 /// Runs `revstore bench-worker`, printing its protocol lines to `out`.
@@ -269,21 +295,36 @@ pub fn run(args: &WorkerArgs, out: &mut dyn Write) -> Result<(), CliError> {
             say(out, format!("{report}\n"))
         }
         Task::RawUpdate => {
-            if config.kind != Kind::Sqlite {
-                return Err(CliError::Usage(format!(
-                    "bench-worker: --task raw-update needs --backend sqlite, not {:?}",
-                    args.backend
-                )));
-            }
-            let mut raw = RawSqlite::open(&args.path, config.durability)?;
-            raw.poll_for_locks()?;
             let body = body_of_size(1 << 10).to_string();
-            raw.put(&args.collection, &args.key, &body)?;
-            say(out, "ready\n".to_owned())?;
-            wait_for(args.start_file.as_deref())?;
-            let start_ns = now_ns();
-            let missed = raw_update_loop(&mut raw, &args.collection, &args.key, &body, args.ops)?;
-            let end_ns = now_ns();
+            let missed = match config.kind {
+                Kind::Sqlite => {
+                    let mut raw = RawSqlite::open(&args.path, config.durability)?;
+                    raw.poll_for_locks()?;
+                    raw.put(&args.collection, &args.key, &body)?;
+                    say(out, "ready\n".to_owned())?;
+                    wait_for(args.start_file.as_deref())?;
+                    let start_ns = now_ns();
+                    let missed =
+                        raw_update_loop(&mut raw, &args.collection, &args.key, &body, args.ops)?;
+                    (start_ns, now_ns(), missed)
+                }
+                Kind::Yaml => {
+                    let raw = RawFile::new(&args.path, config.durability)?;
+                    let name = raw_file_name(&args.key);
+                    raw.write(&name, body.as_bytes())?;
+                    say(out, "ready\n".to_owned())?;
+                    wait_for(args.start_file.as_deref())?;
+                    let start_ns = now_ns();
+                    let missed = raw_write_loop(&raw, &name, body.as_bytes(), args.ops)?;
+                    (start_ns, now_ns(), missed)
+                }
+                Kind::Memory => {
+                    return Err(CliError::Usage(
+                        "bench-worker: --task raw-update needs --backend sqlite or yaml".to_owned(),
+                    ))
+                }
+            };
+            let (start_ns, end_ns, missed) = missed;
             // A writer alone on its row never misses; a miss would mean
             // another writer shares it, and is reported, not hidden.
             let report = json!({
@@ -496,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn a_raw_writer_updates_its_own_row_and_reports() {
+    fn a_raw_writer_updates_its_own_row_or_file_and_reports() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raw-procs.sqlite");
         let args = WorkerArgs {
@@ -521,12 +562,30 @@ mod tests {
         assert!(report["end_ns"].as_u64() >= report["start_ns"].as_u64());
         let raw = RawSqlite::open(&path, Durability::Relaxed).unwrap();
         assert_eq!(raw.list("c").unwrap(), vec![("k3".to_owned(), 5)]);
+        // A raw YAML writer replaces a file of its own in the folder.
+        let folder = dir.path().join("raw-procs");
         let yaml = WorkerArgs {
             backend: "yaml".to_owned(),
+            path: folder.clone(),
+            ..args.clone()
+        };
+        let mut out = Vec::new();
+        run(&yaml, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let report: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(
+            (report["ops"].as_u64(), report["conflicts"].as_u64()),
+            (Some(4), Some(0))
+        );
+        assert_eq!(list_folder(&folder).unwrap(), vec!["k3".to_owned()]);
+        let written = std::fs::read(folder.join("k3.yaml")).unwrap();
+        assert_eq!(written, body_of_size(1 << 10).to_string().into_bytes());
+        let memory = WorkerArgs {
+            backend: "memory".to_owned(),
             ..args
         };
         assert!(matches!(
-            run(&yaml, &mut Vec::new()),
+            run(&memory, &mut Vec::new()),
             Err(CliError::Usage(_))
         ));
     }
