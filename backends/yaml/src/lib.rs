@@ -493,32 +493,34 @@ impl YamlBackend {
 
     /// The file holding a document.
     pub fn document_path(&self, key: &Key) -> PathBuf {
-        // One allocation: this is on the path of every read.
-        let root = self.root.as_os_str();
-        let mut path = std::ffi::OsString::with_capacity(
-            root.len() + key.collection().len() + key.name().len() + 7,
-        );
-        path.push(root);
-        let mut path = PathBuf::from(path);
-        path.push(key.collection());
-        path.push(key.name());
-        path.as_mut_os_string().push(".yaml");
-        path
+        self.file_in_collection(key, "", ".yaml")
     }
 
+    /// The lock file of a document: hidden beside it.
     fn lock_path(&self, key: &Key) -> PathBuf {
+        self.file_in_collection(key, ".", ".lock")
+    }
+
+    /// `<root>/<collection>/<prefix><name><suffix>`, built in one
+    /// allocation: this is on the path of every read and commit.
+    fn file_in_collection(&self, key: &Key, prefix: &str, suffix: &str) -> PathBuf {
         let root = self.root.as_os_str();
         let mut path = std::ffi::OsString::with_capacity(
-            root.len() + key.collection().len() + key.name().len() + 8,
+            root.len()
+                + key.collection().len()
+                + key.name().len()
+                + prefix.len()
+                + suffix.len()
+                + 2,
         );
         path.push(root);
         let mut path = PathBuf::from(path);
         path.push(key.collection());
-        let path_text = path.as_mut_os_string();
-        path_text.push(std::path::MAIN_SEPARATOR_STR);
-        path_text.push(".");
-        path_text.push(key.name());
-        path_text.push(".lock");
+        let text = path.as_mut_os_string();
+        text.push(std::path::MAIN_SEPARATOR_STR);
+        text.push(prefix);
+        text.push(key.name());
+        text.push(suffix);
         path
     }
 
