@@ -49,8 +49,9 @@ struct Inner {
 /// - [`lookup`](DecodeCache::lookup) returns a record only when the bytes
 ///   given are identical to those the record was decoded from, so a cached
 ///   read returns exactly what decoding those bytes would.
-/// - Memory is bounded: about `max_bytes` (twice the stored size of the
-///   entries); when full, the least recently used half is dropped.
+/// - Memory is bounded: the entries are charged at most `max_bytes`
+///   (twice their stored size, plus a little per entry); when a new one
+///   does not fit, the least recently used half is dropped, until it does.
 /// - Thread-safe; a poisoned lock (a panic elsewhere) only disables the
 ///   cache, reads go on decoding.
 #[derive(Debug)]
@@ -103,11 +104,17 @@ impl DecodeCache {
         let inner = &mut *guard;
         inner.tick += 1;
         let used = inner.tick;
-        let replacing = inner
-            .entries
-            .get(key)
-            .map_or(0, |entry| entry_cost(&entry.raw));
-        if inner.bytes - replacing + cost > self.max_bytes {
+        // Halving by count may not free enough when the coldest entries are
+        // small: evict until the new entry fits (this may evict the entry
+        // being replaced, which is then inserted afresh).
+        loop {
+            let replacing = inner
+                .entries
+                .get(key)
+                .map_or(0, |entry| entry_cost(&entry.raw));
+            if inner.bytes - replacing + cost <= self.max_bytes || inner.entries.is_empty() {
+                break;
+            }
             evict_coldest_half(inner);
         }
         // A key written again (the common case: every commit) is updated
@@ -268,6 +275,29 @@ mod tests {
         cache.insert(&key("k39"), &big, record(2, 0));
         assert!(cache.lookup(&key("k39"), &big).is_some());
         assert!(charged(&cache) <= 64 * 1024, "{} bytes", charged(&cache));
+    }
+
+    #[test]
+    fn the_bound_holds_when_the_coldest_half_is_small() {
+        // Halving by count frees little when the cold entries are tiny and
+        // the hot ones large: eviction goes on until the new one fits.
+        let max = 64 * 1024;
+        let cache = DecodeCache::new(max);
+        for i in 0..9 {
+            cache.insert(&key(&format!("tiny{i}")), b"", record(1, i));
+        }
+        let big = vec![b'b'; 3960];
+        for round in 0..4 {
+            for i in 0..8 {
+                cache.insert(&key(&format!("big{i}")), &big, record(round + 1, i));
+            }
+        }
+        cache.insert(&key("new"), &big, record(1, 0));
+        assert!(cache.lookup(&key("new"), &big).is_some());
+        let inner = cache.inner.lock().unwrap();
+        assert!(inner.bytes <= max, "{} bytes over {max}", inner.bytes);
+        let sum: usize = inner.entries.values().map(|e| entry_cost(&e.raw)).sum();
+        assert_eq!(inner.bytes, sum);
     }
 
     #[test]

@@ -20,6 +20,8 @@ const LOCK_FILE: &str = "changes.lock";
 /// Digits of a segment's file name: every `u64` fits, and names sort as
 /// numbers.
 const NAME_DIGITS: usize = 20;
+// `Segment::new` spells the name out in full.
+const _: () = assert!(NAME_DIGITS == 20);
 /// Most changes one segment holds: a handle's first commit (and one after
 /// another handle started a segment) reads the newest segment whole, so
 /// it is kept small.

@@ -8,7 +8,7 @@
 //! bomb cannot expand into more memory than a few times the file itself.
 //! Nesting is bounded by `serde_yaml`'s recursion limit (128 collections).
 //!
-//! Every file written ends with a seal (see [`digest`](crate::digest));
+//! Every file written ends with a seal (see [`digest`]);
 //! decoding tells a sealed file (revstore wrote it) from an edited one (its
 //! seal line is there but does not match) and from an unsealed one (no
 //! seal line: made by hand, or cut short).
@@ -62,13 +62,14 @@ pub fn encode(label: &str, revision: u64, body: Option<&Body>) -> Result<Vec<u8>
 /// As `encode`: a reason when the revision is above [`MAX_REVISION`], the
 /// body is nested deeper than [`MAX_DEPTH`] or the YAML emitter fails.
 pub fn encode_reusing(label: &str, revision: u64, body: Option<&Body>) -> Result<Encoded, String> {
-    let mut encoded = Encoded(ENCODE_BUFFER.take());
+    // A fresh buffer when the thread's is gone (during thread exit).
+    let mut encoded = Encoded(ENCODE_BUFFER.try_with(Cell::take).unwrap_or_default());
     encode_with(&mut encoded.0, label, revision, body, true)?;
     Ok(encoded)
 }
 
 thread_local! {
-    static ENCODE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static ENCODE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// The largest buffer a thread keeps for the next [`encode_reusing`].
@@ -110,7 +111,7 @@ pub fn encode_with_serde_yaml(
     Ok(out)
 }
 
-/// [`encode`] into `out` (its content replaced), laying a live record out
+/// Encodes into `out` (its content replaced), laying a live record out
 /// itself when `fast` and it can.
 fn encode_with(
     out: &mut Vec<u8>,
@@ -422,7 +423,7 @@ pub struct Header {
     pub live: bool,
 }
 
-/// Reads the header of a sealed file in exactly the shape [`encode`]
+/// Reads the header of a sealed file in exactly the shape [`encode_reusing`]
 /// writes, without parsing its YAML. `None` for anything else — an edited
 /// or unsealed file, or a hand-made layout — which the caller must
 /// [`decode`] instead. A `Some` never contradicts what [`decode`] says
