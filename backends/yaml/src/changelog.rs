@@ -318,7 +318,7 @@ impl ChangeLog {
             target,
             older,
             seq,
-            appended: None,
+            appended: Vec::new(),
         })
     }
 
@@ -496,8 +496,9 @@ enum Target {
     New(Segment),
 }
 
-/// The next seq, reserved under the log's exclusive lock until this is
-/// dropped, undone or finished.
+/// The next seqs, reserved under the log's exclusive lock until this is
+/// dropped, undone or finished. One commit appends one change; a group
+/// commit appends the changes of several at once.
 #[derive(Debug)]
 pub struct PendingChange<'a> {
     log: &'a ChangeLog,
@@ -505,9 +506,11 @@ pub struct PendingChange<'a> {
     target: Target,
     /// When starting a segment: the segments before it, oldest first.
     older: Vec<Segment>,
+    /// The seq of the first change appended.
     seq: u64,
-    /// The line appended, once it is (possibly only in part).
-    appended: Option<Vec<u8>>,
+    /// The lines appended, once they are (possibly only in part), each
+    /// with its newline.
+    appended: Vec<Vec<u8>>,
 }
 
 impl PendingChange<'_> {
@@ -526,36 +529,58 @@ impl PendingChange<'_> {
         }
     }
 
+    /// How many changes may be appended: what the target segment has room
+    /// for (at least 1).
+    pub fn room(&self) -> usize {
+        let used = match &self.target {
+            Target::Tail(tail) => tail.count(),
+            Target::New(_) => 0,
+        };
+        usize::try_from(self.log.segment_changes.saturating_sub(used).max(1)).unwrap_or(1)
+    }
+
     /// Appends the change (and makes it durable under full durability)
     /// before the document it describes is renamed into place. On failure
     /// the segment is cut back to where it was.
     pub fn append(&mut self, key: &Key, revision: u64, kind: ChangeKind) -> Result<()> {
-        let change = Change {
-            seq: self.seq,
-            key: key.clone(),
-            revision,
-            kind,
-        };
-        let line = log_line::encode(&change).map_err(|e| Error::Backend {
-            backend: "yaml",
-            context: format!("encoding the change of {key} for the feed"),
-            source: Box::new(e),
-        })?;
+        self.append_all(&[(key, revision, kind)])
+    }
+
+    /// Appends several changes, with consecutive seqs, in one write (and
+    /// one fsync under full durability); see [`append`](Self::append).
+    /// Nothing may have been appended before.
+    pub fn append_all(&mut self, changes: &[(&Key, u64, ChangeKind)]) -> Result<()> {
+        let mut lines = Vec::with_capacity(changes.len());
+        for (offset, &(key, revision, kind)) in (0u64..).zip(changes) {
+            let change = Change {
+                seq: self.seq + offset,
+                key: key.clone(),
+                revision,
+                kind,
+            };
+            let line = log_line::encode(&change).map_err(|e| Error::Backend {
+                backend: "yaml",
+                context: format!("encoding the change of {key} for the feed"),
+                source: Box::new(e),
+            })?;
+            lines.push(line);
+        }
+        let bytes = lines.concat();
         let log = self.log;
         let mut started = None;
         let written = match &mut self.target {
             Target::Tail(tail) => {
                 let written = log
                     .fs
-                    .append(&mut tail.file, &tail.segment.path, &line, log.sync);
-                self.appended = Some(line);
+                    .append(&mut tail.file, &tail.segment.path, &bytes, log.sync);
+                self.appended = lines;
                 written
             }
             Target::New(segment) => {
                 let mut file = log.fs.open_append(&segment.path)?;
                 let id = log.fs.file_id(&file, &segment.path)?;
-                let mut written = log.fs.append(&mut file, &segment.path, &line, log.sync);
-                self.appended = Some(line);
+                let mut written = log.fs.append(&mut file, &segment.path, &bytes, log.sync);
+                self.appended = lines;
                 if written.is_ok() && log.sync {
                     written = log.fs.sync_dir(&log.segments_dir);
                 }
@@ -576,23 +601,34 @@ impl PendingChange<'_> {
             self.target = Target::Tail(tail);
         }
         if written.is_err() {
-            self.cut_back();
+            self.keep_first(0);
         }
         written
     }
 
-    /// Removes the appended change after its commit failed before the
-    /// rename, and releases the lock. If even that fails the line stays, as
-    /// after a crash (the at-least-once exception in the crate docs).
-    pub fn undo(mut self) {
-        self.cut_back();
+    /// Removes every appended change after the first `kept`, whose
+    /// commits failed before their renames. If even that fails the lines
+    /// stay, as after a crash (the at-least-once exception in the crate
+    /// docs).
+    pub fn keep_first(&mut self, kept: usize) {
+        if kept >= self.appended.len() {
+            return;
+        }
+        self.appended.truncate(kept);
+        let len = self.len_before()
+            + self
+                .appended
+                .iter()
+                .map(|line| line.len() as u64)
+                .sum::<u64>();
+        // Best effort; see above.
+        let _ = self.log.fs.truncate(self.path(), len);
     }
 
-    fn cut_back(&mut self) {
-        if self.appended.take().is_some() {
-            // Best effort; see `undo`.
-            let _ = self.log.fs.truncate(self.path(), self.len_before());
-        }
+    /// Removes the appended changes after their commits failed before the
+    /// renames, and releases the lock; see [`keep_first`](Self::keep_first).
+    pub fn undo(mut self) {
+        self.keep_first(0);
     }
 
     /// Gives up a change before anything was appended (the commit was
@@ -606,17 +642,17 @@ impl PendingChange<'_> {
             appended,
             ..
         } = self;
-        if let (Target::Tail(tail), None) = (target, appended) {
+        if let (Target::Tail(tail), true) = (target, appended.is_empty()) {
             *log.tail.lock().unwrap_or_else(PoisonError::into_inner) = Some(tail);
         }
     }
 
-    /// Ends a committed change: remembers the segment's new end for the
-    /// next commit; after starting a new segment, removes the oldest
-    /// segments whose every change is older than the newest `retain`; then
-    /// releases the lock. Removal failures leave segments for the next
-    /// compaction: the commit is already done, and keeping more history
-    /// than asked is harmless.
+    /// Ends the committed changes (those appended and kept): remembers the
+    /// segment's new end for the next commit; after starting a new
+    /// segment, removes the oldest segments whose every change is older
+    /// than the newest `retain`; then releases the lock. Removal failures
+    /// leave segments for the next compaction: the commits are already
+    /// done, and keeping more history than asked is harmless.
     pub fn finish(self) {
         let PendingChange {
             log,
@@ -626,15 +662,16 @@ impl PendingChange<'_> {
             seq,
             appended,
         } = self;
-        let (Target::Tail(mut tail), Some(line)) = (target, appended) else {
+        let (Target::Tail(mut tail), Some(last_line)) = (target, appended.last()) else {
             return;
         };
-        tail.len += line.len() as u64;
-        tail.last = seq;
-        tail.last_line = line;
+        let last = seq + appended.len() as u64 - 1;
+        tail.len += appended.iter().map(|line| line.len() as u64).sum::<u64>();
+        tail.last = last;
+        tail.last_line = last_line.clone();
         let first = tail.segment.first;
         *log.tail.lock().unwrap_or_else(PoisonError::into_inner) = Some(tail);
-        let keep_after = seq.saturating_sub(log.retain);
+        let keep_after = last.saturating_sub(log.retain);
         let mut next_firsts = older.iter().skip(1).map(|s| s.first).chain([first]);
         for segment in &older {
             let next_first = next_firsts.next().unwrap_or(first);

@@ -695,6 +695,15 @@ impl Fs {
             .map_err(|e| Error::io("truncate", path, e))
     }
 
+    /// Renames the staged file `temp` (see [`Fs::stage`]) over `target`
+    /// atomically; for a staged file renamed by another thread than the
+    /// one that staged it ([`StagedFile::rename_over`] otherwise).
+    pub fn rename_staged(&self, temp: &Path, target: &Path) -> Result<()> {
+        self.0
+            .rename(temp, target)
+            .map_err(|e| Error::io("rename", target, e))
+    }
+
     /// Removes a file; one that is already gone is not an error.
     pub fn remove_file(&self, path: &Path) -> Result<()> {
         match self.0.remove_file(path) {
@@ -748,12 +757,20 @@ impl StagedFile<'_> {
     /// and the staged file is removed (best effort: the next commit of the
     /// document replaces it anyway). The folder is not fsynced here.
     pub fn rename_over(mut self, target: &Path) -> Result<()> {
-        self.fs
-            .0
-            .rename(&self.temp, target)
-            .map_err(|e| Error::io("rename", target, e))?;
+        self.fs.rename_staged(&self.temp, target)?;
         self.renamed = true;
         Ok(())
+    }
+
+    /// The staging file's path.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Forgets the file once another thread renamed it into place (see
+    /// [`Fs::rename_staged`]): dropping it then removes nothing.
+    pub fn renamed_elsewhere(mut self) {
+        self.renamed = true;
     }
 }
 

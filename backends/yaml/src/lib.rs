@@ -164,6 +164,21 @@
 //! threads, handles and processes, and a document never becomes durable
 //! before its line.
 //!
+//! **Group commit.** Under full durability the threads of one handle
+//! share that exclusive hold and the segment's fsync: a commit ready for
+//! the feed queues in its handle, and the first to find no one leading
+//! leads. It takes the feed lock and the queued commits the segment has
+//! room for, checks each one's guard, appends all their lines in one
+//! write and one fsync, then renames their staging files in feed order,
+//! each once its own fsync is done, and releases the lock. A write of a
+//! guard key (a schema) is led alone, so a commit it guards is checked
+//! either before its rename or after it, as when every commit held the
+//! lock alone. If a staging fsync or a rename fails after the shared
+//! fsync, that commit's line and every later one of the group are cut off
+//! the segment; that commit fails, and the later ones, never renamed, are
+//! refused as conflicts so that the engine tries them again from a fresh
+//! read. Processes still take turns: the feed lock is a file lock.
+//!
 //! To find the last seq, a handle that committed before keeps the newest
 //! segment open and checks it rather than listing the folder and reading
 //! the segment whole: the file must still be the one its path names and no
@@ -245,9 +260,10 @@
 //!   file — no older than its last acknowledged commit; it may hold the
 //!   commit that was in flight (renamed, not yet acknowledged);
 //! - the feed holds the line of every acknowledged commit and of every
-//!   revision a document holds; it may also hold the line of the commit in
-//!   flight whose rename was lost (the at-least-once exception above) and a
-//!   torn last line, which readers skip and the next commit cuts off;
+//!   revision a document holds; it may also hold the lines of the commits
+//!   in flight (a group's, see Group commit) whose renames were lost (the
+//!   at-least-once exception above) and a torn last line, which readers
+//!   skip and the next commit cuts off;
 //! - a staging file may be left (see below).
 //!
 //! [`Durability::Relaxed`]: no fsync at all, documents and feed alike.
@@ -307,6 +323,7 @@ mod digest;
 mod fs;
 #[cfg(feature = "testkit")]
 pub mod fuzzing;
+mod group_commit;
 mod log_line;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -316,8 +333,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use revstore::{
-    backend::current_of, Change, Commit, CommitOutcome, DecodeCache, Durability, Entry, Error, Key,
-    NameKind, Record, Result, StorageBackend,
+    backend::current_of, Change, ChangeKind, Commit, CommitOutcome, Current, DecodeCache,
+    Durability, Entry, Error, Key, NameKind, Record, Result, StorageBackend,
 };
 
 use background_sync::BackgroundSync;
@@ -327,6 +344,7 @@ pub use codec::{MAX_DEPTH, MAX_REVISION};
 use fs::Fs;
 #[cfg(feature = "testkit")]
 pub use fs::{DirEntry, FileId, FileSystem, LockMode, PathStat, RealFs};
+use group_commit::{FeedGroup, Member, Queued, Settled, Turn};
 
 /// Options of a [`YamlBackend`]. Build one with struct-update syntax,
 /// `YamlOptions { durability, ..YamlOptions::default() }`, so options added
@@ -384,6 +402,9 @@ pub struct YamlBackend {
     decodes: DecodeCache,
     /// Fsyncs a commit's staging file while the commit fsyncs the feed.
     background_sync: BackgroundSync,
+    /// Durable commits of this handle's threads waiting for the feed; see
+    /// `group_commit`.
+    group: FeedGroup,
 }
 
 impl YamlBackend {
@@ -455,6 +476,7 @@ impl YamlBackend {
             ),
             decodes: DecodeCache::default(),
             background_sync: BackgroundSync::default(),
+            group: FeedGroup::default(),
         };
         backend.create_dir_all(root)?;
         Ok(backend)
@@ -631,6 +653,328 @@ impl YamlBackend {
 
 /// What a document's seal covers besides its bytes: `collection/name`, so
 /// a file copied from another document is recognised as a hand edit.
+impl YamlBackend {
+    /// The feed and the rename of a commit without fsyncs: under the feed
+    /// lock, its guard is checked, its line appended and its file renamed.
+    fn commit_relaxed(
+        &self,
+        commit: &Commit<'_>,
+        path: &Path,
+        staged: fs::StagedFile<'_>,
+    ) -> Result<CommitOutcome> {
+        // The feed lock comes last (after the document's), and is held
+        // from the append until the rename is done, so no feed reader sees
+        // the change before a document read can.
+        let mut change = self.changes.begin()?;
+        // Every commit, a write of the guard key included, renames its file
+        // under the feed lock: a write of the guard key that the check
+        // misses renames only after this commit's rename, and so comes
+        // after it in time and on the feed. As strong as holding the guard
+        // key's lock, without it. (A guard on the committed key itself is
+        // checked here too; nobody else can change it meanwhile.)
+        if let Some(guard) = commit.guard {
+            let actual = current_of(self.read_record(guard.key)?.as_ref());
+            if actual.last_revision() != guard.revision {
+                // Nothing appended: the feed lock is released as it was,
+                // and dropping `staged` removes the staging file.
+                change.abandon();
+                return Ok(CommitOutcome::GuardChanged { actual });
+            }
+        }
+        change.append(commit.key, commit.new_revision(), commit.kind)?;
+        if let Err(e) = staged.rename_over(path) {
+            change.undo();
+            return Err(e);
+        }
+        change.finish();
+        Ok(CommitOutcome::Committed)
+    }
+
+    /// The feed and the rename of a durable commit, grouped with the
+    /// handle's other durable commits ready at the same moment (see
+    /// `group_commit`): its staging fsync starts at once, on the handle's
+    /// helper thread when it is free, and runs while the group's leader
+    /// appends the lines and fsyncs the segment; the file is renamed once
+    /// both are durable. `actual` is the key's state read under its lock.
+    fn commit_durably(
+        &self,
+        commit: &Commit<'_>,
+        path: &Path,
+        staged: fs::StagedFile<'_>,
+        actual: Current,
+    ) -> Result<CommitOutcome> {
+        // Two fsyncs in flight at once share the device's flushes (and on a
+        // journaling file system its journal commits), where one after the
+        // other they cost about two. When the helper is busy with another
+        // commit of this handle, the fsync is made here, before the feed,
+        // as it would be without the helper.
+        let sync = match staged.start_sync(&self.background_sync) {
+            Some(started) => OwnSync::Pending(started),
+            None => {
+                // Nothing appended yet: dropping `staged` removes it.
+                staged.sync()?;
+                OwnSync::Done(Ok(()))
+            }
+        };
+        let mut own = OwnCommit {
+            sync,
+            staged: Some(staged),
+        };
+        let member = Member {
+            key: commit.key.clone(),
+            revision: commit.new_revision(),
+            kind: commit.kind,
+            guard: commit.guard.map(|g| (g.key.clone(), g.revision)),
+            staged: own
+                .staged
+                .as_ref()
+                .map(|s| s.path().to_owned())
+                .unwrap_or_default(),
+            target: path.to_owned(),
+        };
+        let (ticket, mut leads) = self.group.join(member);
+        if !leads {
+            // A member that does not lead ends its staging fsync itself,
+            // while it waits, and tells the leader.
+            let synced = own.finish_sync();
+            self.group.synced(ticket, synced);
+        }
+        let settled = loop {
+            if leads {
+                if let Some(settled) = self.lead(ticket, &mut own)? {
+                    break settled;
+                }
+            }
+            match self.group.wait_turn(ticket) {
+                Turn::Settled(settled) => break settled,
+                Turn::Lead => leads = true,
+            }
+        };
+        match settled {
+            Settled::Committed => {
+                if let Some(staged) = own.staged.take() {
+                    // Renamed by the leader.
+                    staged.renamed_elsewhere();
+                }
+                Ok(CommitOutcome::Committed)
+            }
+            Settled::Refused(outcome) => Ok(outcome),
+            // Nothing of it was written; the engine starts again from a
+            // fresh read, which finds the key as it was.
+            Settled::Retry => Ok(CommitOutcome::Conflict { actual }),
+            Settled::SyncFailed => match own.sync {
+                OwnSync::Done(Err(e)) => Err(e),
+                _ => Err(Error::Backend {
+                    backend: "yaml",
+                    context: format!("committing {}: the staging fsync failed", commit.key),
+                    source: "no error was kept".into(),
+                }),
+            },
+            Settled::Failed(e) => Err(e),
+        }
+    }
+
+    /// Leads groups, under the feed lock each, until the group holding
+    /// `own_ticket` is settled, and returns its outcome; `None` when its
+    /// outcome was handed over in a group led before (it then waits for
+    /// it). An error before the own commit was taken into a group ends the
+    /// turn with that error for it alone.
+    fn lead(&self, own_ticket: u64, own: &mut OwnCommit<'_>) -> Result<Option<Settled>> {
+        // A file system that panics (a test's, say) must not leave the
+        // members of the group waiting for ever.
+        let led = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.lead_groups(own_ticket, own)
+        }));
+        led.unwrap_or_else(|panic| {
+            self.group.withdraw(own_ticket);
+            self.group.fail_taken(|| Error::Backend {
+                backend: "yaml",
+                context: "a group commit".to_owned(),
+                source: "the thread leading it panicked".into(),
+            });
+            std::panic::resume_unwind(panic)
+        })
+    }
+
+    /// [`lead`](Self::lead), without its care for panics.
+    fn lead_groups(&self, own_ticket: u64, own: &mut OwnCommit<'_>) -> Result<Option<Settled>> {
+        loop {
+            if let Some(settled) = self.group.outcome(own_ticket) {
+                self.group.resign();
+                return Ok(Some(settled));
+            }
+            let change = match self.changes.begin() {
+                Ok(change) => change,
+                Err(e) => {
+                    let withdrawn = self.group.withdraw(own_ticket);
+                    self.group.resign();
+                    if withdrawn {
+                        own.finish_sync();
+                        return Err(e);
+                    }
+                    return Ok(None);
+                }
+            };
+            let taken = self.group.take(change.room());
+            if taken.is_empty() {
+                // Not expected: the own commit is queued until settled.
+                // Hand over rather than spin.
+                drop(change);
+                self.group.resign();
+                return Ok(None);
+            }
+            let settled = self.commit_group(change, &taken, own_ticket, own);
+            self.group.settle(settled);
+        }
+    }
+
+    /// Commits a group under the feed lock held by `change`: checks each
+    /// member's guard, appends the lines of those that hold in one write and
+    /// fsync, then renames their files in feed order, each once its staging
+    /// fsync is done. A failure after the append cuts the failed member's
+    /// line and every later one off the segment; the later members retry.
+    fn commit_group(
+        &self,
+        mut change: changelog::PendingChange<'_>,
+        taken: &[Queued],
+        own_ticket: u64,
+        own: &mut OwnCommit<'_>,
+    ) -> Vec<(u64, Settled)> {
+        let mut settled = Vec::with_capacity(taken.len());
+        let mut writing = Vec::with_capacity(taken.len());
+        for queued in taken {
+            if let Some((guard, revision)) = &queued.member.guard {
+                match self.read_record(guard) {
+                    Ok(record) => {
+                        let actual = current_of(record.as_ref());
+                        if actual.last_revision() != *revision {
+                            let refused = CommitOutcome::GuardChanged { actual };
+                            settled.push((queued.ticket, Settled::Refused(refused)));
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        settled.push((queued.ticket, Settled::Failed(e)));
+                        continue;
+                    }
+                }
+            }
+            writing.push(queued);
+        }
+        if writing.is_empty() {
+            change.abandon();
+            return settled;
+        }
+        let changes: Vec<(&Key, u64, ChangeKind)> = writing
+            .iter()
+            .map(|q| (&q.member.key, q.member.revision, q.member.kind))
+            .collect();
+        if let Err(e) = change.append_all(&changes) {
+            // The segment was cut back: nothing of the group is written.
+            // The first member gets the error, the others a copy of it.
+            let message = e.to_string();
+            let mut first = Some(e);
+            for queued in &writing {
+                let failed = match first.take() {
+                    Some(e) => e,
+                    None => group_failure(&message, &queued.member.key),
+                };
+                settled.push((queued.ticket, Settled::Failed(failed)));
+            }
+            change.undo();
+            return settled;
+        }
+        let mut failed = false;
+        for (index, queued) in writing.iter().enumerate() {
+            if failed {
+                settled.push((queued.ticket, Settled::Retry));
+                continue;
+            }
+            let renamed = if queued.ticket == own_ticket {
+                own.rename(&queued.member.target)
+            } else if self.group.wait_synced(queued.ticket) {
+                match self
+                    .fs
+                    .rename_staged(&queued.member.staged, &queued.member.target)
+                {
+                    Ok(()) => Settled::Committed,
+                    Err(e) => Settled::Failed(e),
+                }
+            } else {
+                Settled::SyncFailed
+            };
+            if !matches!(renamed, Settled::Committed) {
+                // This member's line and every later one go; the later
+                // members were not renamed and retry.
+                change.keep_first(index);
+                failed = true;
+            }
+            settled.push((queued.ticket, renamed));
+        }
+        change.finish();
+        settled
+    }
+}
+
+/// The error a member of a group gets when the group's append failed
+/// with an error reading `message` (the first member gets that error).
+fn group_failure(message: &str, key: &Key) -> Error {
+    Error::Backend {
+        backend: "yaml",
+        context: format!("committing {key}: the feed append it shared failed"),
+        source: message.into(),
+    }
+}
+
+/// The commit of the calling thread in a group: its staging fsync and its
+/// staged file (until it is renamed). In this order: a commit that gives
+/// up waits for its fsync before its staged file is removed.
+struct OwnCommit<'a> {
+    sync: OwnSync<'a>,
+    staged: Option<fs::StagedFile<'a>>,
+}
+
+enum OwnSync<'a> {
+    Pending(background_sync::PendingSync<'a>),
+    Done(Result<()>),
+}
+
+impl OwnCommit<'_> {
+    /// Waits for the staging fsync; whether it succeeded (its error is
+    /// kept).
+    fn finish_sync(&mut self) -> bool {
+        let sync = std::mem::replace(&mut self.sync, OwnSync::Done(Ok(())));
+        let done = match (sync, self.staged.as_ref()) {
+            (OwnSync::Pending(started), Some(staged)) => staged.finish_sync(started),
+            (OwnSync::Pending(started), None) => started
+                .wait()
+                .map_err(|e| Error::io("fsync", Path::new(""), e)),
+            (OwnSync::Done(done), _) => done,
+        };
+        let ok = done.is_ok();
+        self.sync = OwnSync::Done(done);
+        ok
+    }
+
+    /// Renames the staged file over `target` once its fsync is done.
+    fn rename(&mut self, target: &Path) -> Settled {
+        if !self.finish_sync() {
+            return Settled::SyncFailed;
+        }
+        match self.staged.take() {
+            Some(staged) => match staged.rename_over(target) {
+                Ok(()) => Settled::Committed,
+                Err(e) => Settled::Failed(e),
+            },
+            None => Settled::Failed(Error::Backend {
+                backend: "yaml",
+                context: format!("renaming over {}", target.display()),
+                source: "the staged file was already renamed".into(),
+            }),
+        }
+    }
+}
+
 fn label(collection: &str, name: &str) -> String {
     format!("{collection}/{name}")
 }
@@ -695,55 +1039,14 @@ impl StorageBackend for YamlBackend {
         // Replaces the staging file a crashed writer may have left (we hold
         // the document's exclusive lock, so no live writer owns it).
         let staged = self.fs.stage(&path, &bytes, self.syncs())?;
-        // The staging file's fsync runs on the handle's helper thread while
-        // this one takes the feed lock, appends the line and fsyncs the
-        // segment: two fsyncs in flight at once share the device's flushes
-        // (and on a journaling file system its journal commits), where one
-        // after the other they cost about two. When the helper is busy with
-        // another commit of this handle, the fsync is made here, before the
-        // feed lock, as it would be without the helper. Either way both
-        // files are durable before the rename. (A commit that returns early
-        // waits for its fsync when `started` is dropped, before `staged`.)
-        let started = if self.syncs() {
-            let started = staged.start_sync(&self.background_sync);
-            if started.is_none() {
-                staged.sync()?;
-            }
-            started
+        let committed = if self.syncs() {
+            self.commit_durably(commit, &path, staged, actual)?
         } else {
-            None
+            self.commit_relaxed(commit, &path, staged)?
         };
-        // The feed lock comes last (after the document's), and is held
-        // from the append until the rename is done, so no feed reader sees
-        // the change before a document read can.
-        let mut change = self.changes.begin()?;
-        // Every commit, a write of the guard key included, renames its file
-        // under the feed lock: a write of the guard key that the check
-        // misses renames only after this commit's rename, and so comes
-        // after it in time and on the feed. As strong as holding the guard
-        // key's lock, without it. (A guard on the committed key itself is
-        // checked here too; nobody else can change it meanwhile.)
-        if let Some(guard) = commit.guard {
-            let actual = current_of(self.read_record(guard.key)?.as_ref());
-            if actual.last_revision() != guard.revision {
-                // Nothing appended: the feed lock is released as it was,
-                // and dropping `staged` removes the staging file.
-                change.abandon();
-                return Ok(CommitOutcome::GuardChanged { actual });
-            }
+        if committed != CommitOutcome::Committed {
+            return Ok(committed);
         }
-        let appended = change.append(key, commit.new_revision(), commit.kind);
-        let synced = started.map_or(Ok(()), |started| staged.finish_sync(started));
-        appended?;
-        if let Err(e) = synced {
-            change.undo();
-            return Err(e);
-        }
-        if let Err(e) = staged.rename_over(&path) {
-            change.undo();
-            return Err(e);
-        }
-        change.finish();
         // The file now holds `bytes`, which decode to this record (encoding
         // round-trips every body exactly), so the next read of the key by
         // this handle, such as the next patch's, skips parsing. The body
