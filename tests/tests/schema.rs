@@ -394,8 +394,9 @@ fn race_processes(location: &dyn TestLocation, writes: Writes, broken: Option<Br
     }
 }
 
-/// The race in one process: writer threads with their own handles, and
-/// a thread changing the schema with `pause` between changes.
+/// The race in one process: writer threads with their own handles (or,
+/// when `one_handle`, all sharing the schema writer's), and a thread
+/// changing the schema with `pause` between changes.
 fn race_threads(
     location: &dyn TestLocation,
     threads: usize,
@@ -403,13 +404,18 @@ fn race_threads(
     pause: Duration,
     broken: Option<Broken>,
     seed: u64,
+    one_handle: bool,
 ) -> Race {
     let sink = set_up(location);
     let stop = AtomicBool::new(false);
     let churn_store = location.open();
     let stores: Vec<_> = (0..threads)
         .map(|_| {
-            let store = location.open();
+            let store = if one_handle {
+                churn_store.clone()
+            } else {
+                location.open()
+            };
             broken.map_or_else(|| store.clone(), |b| b.wrap(&store))
         })
         .collect();
@@ -507,8 +513,37 @@ fn memory_no_committed_revision_breaks_the_schema_current_at_its_commit() {
         pause: Duration::from_micros(200),
     };
     let pause = Duration::from_micros(100);
-    let race = race_threads(location.as_ref(), 4, writes, pause, None, 4242);
+    let race = race_threads(location.as_ref(), 4, writes, pause, None, 4242, false);
     check_race(location.as_ref(), &race, "memory schema race");
+}
+
+/// The race on one YAML handle: its durable commits are grouped (see
+/// revstore-yaml's group commit), and a schema write grouped with the
+/// writes it guards could commit one validated against the old schema.
+#[test]
+fn yaml_one_handle_no_committed_revision_breaks_the_schema_current_at_its_commit() {
+    for seed in 0..2 {
+        let location = backend("yaml").fresh();
+        let writes = Writes {
+            steps: 150 * soak_factor() as usize,
+            docs: DOCS,
+            pause: Duration::ZERO,
+        };
+        let race = race_threads(
+            location.as_ref(),
+            4,
+            writes,
+            Duration::ZERO,
+            None,
+            seed,
+            true,
+        );
+        check_race(
+            location.as_ref(),
+            &race,
+            &format!("yaml one-handle schema race, seed {seed}"),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -564,6 +599,7 @@ fn the_schema_check_catches_a_backend_that_drops_the_schema_guard() {
             pause,
             Some(Broken::NoGuard),
             attempt,
+            false,
         );
         caught = schema_violation(location.as_ref(), &race);
         if caught.is_some() {

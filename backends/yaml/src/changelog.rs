@@ -530,13 +530,20 @@ impl PendingChange<'_> {
     }
 
     /// How many changes may be appended: what the target segment has room
-    /// for (at least 1).
+    /// for, and the seqs left (at least 1: `begin` made sure of the first).
     pub fn room(&self) -> usize {
         let used = match &self.target {
             Target::Tail(tail) => tail.count(),
             Target::New(_) => 0,
         };
-        usize::try_from(self.log.segment_changes.saturating_sub(used).max(1)).unwrap_or(1)
+        let seqs_left = (u64::MAX - self.seq).saturating_add(1);
+        let room = self
+            .log
+            .segment_changes
+            .saturating_sub(used)
+            .min(seqs_left)
+            .max(1);
+        usize::try_from(room).unwrap_or(1)
     }
 
     /// Appends the change (and makes it durable under full durability)
@@ -552,8 +559,14 @@ impl PendingChange<'_> {
     pub fn append_all(&mut self, changes: &[(&Key, u64, ChangeKind)]) -> Result<()> {
         let mut lines = Vec::with_capacity(changes.len());
         for (offset, &(key, revision, kind)) in (0u64..).zip(changes) {
+            // More changes than seqs are left (a hand-named segment): as
+            // `begin` reports the first seq past the maximum.
+            let seq = self.seq.checked_add(offset).ok_or_else(|| Error::Corrupt {
+                location: self.log.segments_dir.display().to_string(),
+                reason: "the feed's seq is at its maximum".to_owned(),
+            })?;
             let change = Change {
-                seq: self.seq + offset,
+                seq,
                 key: key.clone(),
                 revision,
                 kind,
@@ -665,7 +678,8 @@ impl PendingChange<'_> {
         let (Target::Tail(mut tail), Some(last_line)) = (target, appended.last()) else {
             return;
         };
-        let last = seq + appended.len() as u64 - 1;
+        // `append_all` gave every kept line a seq that fits.
+        let last = seq.saturating_add(appended.len() as u64 - 1);
         tail.len += appended.iter().map(|line| line.len() as u64).sum::<u64>();
         tail.last = last;
         tail.last_line = last_line.clone();

@@ -16,8 +16,10 @@
 //!
 //! A commit whose staging fsync or rename fails after the shared fsync
 //! has its line cut off the segment with every line after it; the commits
-//! of those lines have not been renamed yet and are sent back to the
-//! engine to retry, which it does from a fresh read.
+//! of those lines have not been renamed yet and queue again (they still
+//! hold their documents' locks and their fsynced staged files). When the
+//! append itself fails, its first commit gets the error and the others
+//! queue again.
 //!
 //! A write of a guard key (a schema) is led alone: a commit guarded by it
 //! is then checked either before its rename or after it, never in
@@ -54,8 +56,8 @@ pub enum Settled {
     Committed,
     /// Refused under the feed lock (its guard moved on); nothing written.
     Refused(CommitOutcome),
-    /// Not written because a commit before it in the group failed after
-    /// the shared fsync: the engine should try again.
+    /// Not written because a commit before it in the group failed: it
+    /// should queue again.
     Retry,
     /// Its own staging fsync failed (the member holds that error);
     /// nothing written.
@@ -201,13 +203,15 @@ impl FeedGroup {
     }
 
     /// Fails every member taken into the group being led and not settled
-    /// (its leader panicked) with an error made by `failure`, and ends the
-    /// leader's turn: no member waits for ever.
-    pub fn fail_taken(&self, failure: impl Fn() -> Error) {
+    /// (its leader, `leader`, panicked) with an error made by `failure`,
+    /// and ends the leader's turn: no member waits for ever.
+    pub fn fail_taken(&self, leader: u64, failure: impl Fn() -> Error) {
         let mut state = self.state();
         for ticket in std::mem::take(&mut state.taken) {
             state.synced.remove(&ticket);
-            state.settled.insert(ticket, Settled::Failed(failure()));
+            if ticket != leader {
+                state.settled.insert(ticket, Settled::Failed(failure()));
+            }
         }
         state.leading = false;
         drop(state);
@@ -323,7 +327,7 @@ mod tests {
         let (b, _) = group.join(member("c", "b"));
         let (c, _) = group.join(member("c", "c"));
         assert_eq!(group.take(2).len(), 2);
-        group.fail_taken(|| Error::Backend {
+        group.fail_taken(99, || Error::Backend {
             backend: "yaml",
             context: "test".to_owned(),
             source: "the leader panicked".into(),

@@ -175,9 +175,11 @@
 //! either before its rename or after it, as when every commit held the
 //! lock alone. If a staging fsync or a rename fails after the shared
 //! fsync, that commit's line and every later one of the group are cut off
-//! the segment; that commit fails, and the later ones, never renamed, are
-//! refused as conflicts so that the engine tries them again from a fresh
-//! read. Processes still take turns: the feed lock is a file lock.
+//! the segment; that commit fails, and the later ones, never renamed and
+//! still holding their documents' locks, queue again for the next group.
+//! If the append itself fails, its first commit gets the error and the
+//! others queue again. Processes still take turns: the feed lock is a file
+//! lock.
 //!
 //! To find the last seq, a handle that committed before keeps the newest
 //! segment open and checks it rather than listing the folder and reading
@@ -202,7 +204,10 @@
 //! **Lock order.** The document, then the feed lock — never the other way
 //! round; a commit holds no other lock (a guard key is read, not locked),
 //! and feed readers take only the feed lock and never wait while holding
-//! it. So no two callers can deadlock, in one process or several.
+//! it. A commit waiting in its handle's group holds its document's lock
+//! and takes no other; the group's leader takes only the feed lock and
+//! waits for nothing but the group's staging fsyncs. So no two callers can
+//! deadlock, in one process or several.
 //!
 //! **Crashes: the at-least-once exception.** A writer killed in the middle
 //! of its append leaves a torn last line without its newline; readers skip
@@ -211,7 +216,9 @@
 //! its rename (or whose rename fails and whose clean-up then fails too)
 //! leaves a complete line for a revision that never committed: the
 //! document stays at the revision before, and the next commit of that key
-//! writes the same revision again under its own, later line. A consumer
+//! writes the same revision again under its own, later line (a process
+//! killed while leading a group leaves such a line for each commit of the
+//! group not yet renamed). A consumer
 //! that installs a body only when its revision is newer than the one it
 //! holds (as [`Change`] recommends) is unaffected, because reading the
 //! document at the first line gives the older revision. A rename that
@@ -720,58 +727,65 @@ impl YamlBackend {
             sync,
             staged: Some(staged),
         };
-        let member = Member {
+        let staged_path = match own.staged.as_ref() {
+            Some(staged) => staged.path().to_owned(),
+            None => return Err(already_renamed(path)),
+        };
+        let member = || Member {
             key: commit.key.clone(),
             revision: commit.new_revision(),
             kind: commit.kind,
             guard: commit.guard.map(|g| (g.key.clone(), g.revision)),
-            staged: own
-                .staged
-                .as_ref()
-                .map(|s| s.path().to_owned())
-                .unwrap_or_default(),
+            staged: staged_path.clone(),
             target: path.to_owned(),
         };
-        let (ticket, mut leads) = self.group.join(member);
-        if !leads {
-            // A member that does not lead ends its staging fsync itself,
-            // while it waits, and tells the leader.
-            let synced = own.finish_sync();
-            self.group.synced(ticket, synced);
-        }
-        let settled = loop {
-            if leads {
-                if let Some(settled) = self.lead(ticket, &mut own)? {
-                    break settled;
+        // A commit cut from its group by an earlier member's failure was
+        // never renamed and still holds its document's lock and its staged,
+        // fsynced file: it queues again, for the next group to check its
+        // guard and append its line. Bounded, in case every group fails.
+        for _ in 0..MAX_REQUEUES {
+            let (ticket, mut leads) = self.group.join(member());
+            if !leads {
+                // A member that does not lead ends its staging fsync itself,
+                // while it waits, and tells the leader.
+                let synced = own.finish_sync();
+                self.group.synced(ticket, synced);
+            }
+            let settled = loop {
+                if leads {
+                    if let Some(settled) = self.lead(ticket, &mut own)? {
+                        break settled;
+                    }
                 }
-            }
-            match self.group.wait_turn(ticket) {
-                Turn::Settled(settled) => break settled,
-                Turn::Lead => leads = true,
-            }
-        };
-        match settled {
-            Settled::Committed => {
-                if let Some(staged) = own.staged.take() {
-                    // Renamed by the leader.
-                    staged.renamed_elsewhere();
+                match self.group.wait_turn(ticket) {
+                    Turn::Settled(settled) => break settled,
+                    Turn::Lead => leads = true,
                 }
-                Ok(CommitOutcome::Committed)
-            }
-            Settled::Refused(outcome) => Ok(outcome),
-            // Nothing of it was written; the engine starts again from a
-            // fresh read, which finds the key as it was.
-            Settled::Retry => Ok(CommitOutcome::Conflict { actual }),
-            Settled::SyncFailed => match own.sync {
-                OwnSync::Done(Err(e)) => Err(e),
-                _ => Err(Error::Backend {
-                    backend: "yaml",
-                    context: format!("committing {}: the staging fsync failed", commit.key),
-                    source: "no error was kept".into(),
-                }),
-            },
-            Settled::Failed(e) => Err(e),
+            };
+            return match settled {
+                Settled::Committed => {
+                    if let Some(staged) = own.staged.take() {
+                        // Renamed by the leader.
+                        staged.renamed_elsewhere();
+                    }
+                    Ok(CommitOutcome::Committed)
+                }
+                Settled::Refused(outcome) => Ok(outcome),
+                Settled::Retry => continue,
+                Settled::SyncFailed => match own.sync {
+                    OwnSync::Done(Err(e)) => Err(e),
+                    _ => Err(Error::Backend {
+                        backend: "yaml",
+                        context: format!("committing {}: the staging fsync failed", commit.key),
+                        source: "no error was kept".into(),
+                    }),
+                },
+                Settled::Failed(e) => Err(e),
+            };
         }
+        // Nothing of it was written; the engine starts again from a fresh
+        // read, which finds the key as it was.
+        Ok(CommitOutcome::Conflict { actual })
     }
 
     /// Leads groups, under the feed lock each, until the group holding
@@ -787,7 +801,7 @@ impl YamlBackend {
         }));
         led.unwrap_or_else(|panic| {
             self.group.withdraw(own_ticket);
-            self.group.fail_taken(|| Error::Backend {
+            self.group.fail_taken(own_ticket, || Error::Backend {
                 backend: "yaml",
                 context: "a group commit".to_owned(),
                 source: "the thread leading it panicked".into(),
@@ -871,15 +885,15 @@ impl YamlBackend {
             .collect();
         if let Err(e) = change.append_all(&changes) {
             // The segment was cut back: nothing of the group is written.
-            // The first member gets the error, the others a copy of it.
-            let message = e.to_string();
+            // The first member gets the error; the others queue again, as
+            // after any failure of a member before them.
             let mut first = Some(e);
             for queued in &writing {
-                let failed = match first.take() {
-                    Some(e) => e,
-                    None => group_failure(&message, &queued.member.key),
+                let outcome = match first.take() {
+                    Some(e) => Settled::Failed(e),
+                    None => Settled::Retry,
                 };
-                settled.push((queued.ticket, Settled::Failed(failed)));
+                settled.push((queued.ticket, outcome));
             }
             change.undo();
             return settled;
@@ -916,13 +930,17 @@ impl YamlBackend {
     }
 }
 
-/// The error a member of a group gets when the group's append failed
-/// with an error reading `message` (the first member gets that error).
-fn group_failure(message: &str, key: &Key) -> Error {
+/// How many times a commit cut from its group by other members' failures
+/// queues again before it is handed back to the engine as a conflict.
+const MAX_REQUEUES: usize = 8;
+
+/// The error of a commit whose staged file is gone before its rename: not
+/// expected (a file is renamed once, by one thread).
+fn already_renamed(target: &Path) -> Error {
     Error::Backend {
         backend: "yaml",
-        context: format!("committing {key}: the feed append it shared failed"),
-        source: message.into(),
+        context: format!("renaming over {}", target.display()),
+        source: "the staged file was already renamed".into(),
     }
 }
 
@@ -966,11 +984,7 @@ impl OwnCommit<'_> {
                 Ok(()) => Settled::Committed,
                 Err(e) => Settled::Failed(e),
             },
-            None => Settled::Failed(Error::Backend {
-                backend: "yaml",
-                context: format!("renaming over {}", target.display()),
-                source: "the staged file was already renamed".into(),
-            }),
+            None => Settled::Failed(already_renamed(target)),
         }
     }
 }

@@ -304,3 +304,65 @@ fn members_after_a_failed_one_in_a_group_retry_and_commit() {
     assert_feed_is_the_commits(&reopened, &committed);
     assert_eq!(reopened.get("c", "w1").unwrap().unwrap().revision, 1);
 }
+
+#[test]
+fn a_group_never_takes_more_seqs_than_are_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = store_on(dir.path(), Arc::new(RealFs));
+    for w in 0..WRITERS {
+        setup.create("c", &name(w), json!({"n": 0})).unwrap();
+    }
+    // A segment named by hand two seqs short of the largest, found by a
+    // new handle as the newest: two commits fit, the others must be
+    // refused as the first past the maximum is.
+    let changes = dir.path().join(".revstore/changes");
+    std::fs::write(changes.join(format!("{:020}.log", u64::MAX - 1)), b"").unwrap();
+    let recording = slow_recording();
+    let store = store_on(dir.path(), recording.clone());
+    let feed_lock = std::fs::File::open(dir.path().join(".revstore/changes.lock")).unwrap();
+    fs2::FileExt::lock_exclusive(&feed_lock).unwrap();
+    let results = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = &store;
+                scope.spawn(move || {
+                    store.patch(
+                        "c",
+                        &name(w),
+                        &Patch::Merge(json!({"n": 1})),
+                        Precondition::Any,
+                    )
+                })
+            })
+            .collect();
+        // Every commit is staged (and so queued, or about to be) before
+        // the feed lock is released: one group of four, with room for two.
+        while (0..WRITERS).any(|w| staging_syncs_of(&recording, &name(w)) == 0) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        fs2::FileExt::unlock(&feed_lock).unwrap();
+        writers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut revisions = Vec::new();
+    for (w, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(doc) => assert_eq!(doc.revision, 2),
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(reason.contains("seq is at its maximum"), "{reason}");
+            }
+            Err(e) => panic!("writer {w}: {e}"),
+        }
+        revisions.push(store.get("c", &name(w)).unwrap().unwrap().revision);
+    }
+    revisions.sort_unstable();
+    assert_eq!(
+        revisions,
+        [1, 1, 2, 2],
+        "two commits took the last two seqs"
+    );
+    assert!(staging_debris(dir.path()).is_empty());
+}
