@@ -160,7 +160,7 @@ fn a_commit_that_fails_after_the_shared_fsync_takes_only_its_own_line_back() {
     let faulty = Arc::new(FaultyFs::new(slow_recording()));
     let store = store_on(dir.path(), faulty.clone());
     // The 10th rename of `w1` fails (its 9th patch: the create renames
-    // first); the commits grouped after it are retried by the engine.
+    // first); the commits grouped after it queue again and commit.
     faulty.fail_on(OpKind::Rename, 10, "w1.yaml");
     let results = write_own_keys(&store);
     assert!(faulty.disarm().is_some(), "the rename fault fired");
@@ -214,25 +214,20 @@ fn staging_syncs_of(fs: &RecordingFs, name: &str) -> usize {
         .count()
 }
 
-#[test]
-fn members_after_a_failed_one_in_a_group_retry_and_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let recording = slow_recording();
-    let faulty = Arc::new(FaultyFs::new(recording.clone()));
-    let store = store_on(dir.path(), faulty.clone());
-    for w in 0..WRITERS {
-        store.create("c", &name(w), json!({"n": 0})).unwrap();
-    }
-    // Held here, the feed lock keeps the first commit's leader waiting
-    // while the other commits queue behind it, in the order they start:
-    // one group of four, w0 to w3.
-    let feed_lock = std::fs::File::open(dir.path().join(".revstore/changes.lock")).unwrap();
+/// Each writer patches its document once, all in one group, in the order
+/// w0, w1, …: the test holds the feed lock, so the first commit's leader
+/// waits for it while the others queue, each started once the one before
+/// is queued; then it lets the leader go.
+fn patch_once_in_one_group(
+    store: &Store,
+    recording: &RecordingFs,
+    root: &Path,
+) -> Vec<Result<revstore::Document, Error>> {
+    let feed_lock = std::fs::File::open(root.join(".revstore/changes.lock")).unwrap();
     fs2::FileExt::lock_exclusive(&feed_lock).unwrap();
-    faulty.fail_on(OpKind::Rename, 1, "w1.yaml");
-    let results = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let mut writers = Vec::new();
         for w in 0..WRITERS {
-            let store = &store;
             writers.push(scope.spawn(move || {
                 store.patch(
                     "c",
@@ -244,25 +239,36 @@ fn members_after_a_failed_one_in_a_group_retry_and_commit() {
             // Queued once its staging file is written (the first commit's
             // fsync runs on the helper thread, the others' here, before
             // they queue): then a moment more.
+            let staged = format!(".{}.yaml.tmp", name(w));
             while recording
                 .ops()
                 .iter()
-                .all(|op| !matches!(op, FsOp::Write { path, .. } if path.ends_with(format!(".{}.yaml.tmp", name(w)))))
-                || (w > 0 && staging_syncs_of(&recording, &name(w)) == 0)
+                .all(|op| !matches!(op, FsOp::Write { path, .. } if path.ends_with(&staged)))
+                || (w > 0 && staging_syncs_of(recording, &name(w)) == 0)
             {
                 std::thread::sleep(Duration::from_millis(1));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         fs2::FileExt::unlock(&feed_lock).unwrap();
-        writers
-            .into_iter()
-            .map(|w| w.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn members_after_a_failed_one_in_a_group_retry_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = slow_recording();
+    let faulty = Arc::new(FaultyFs::new(recording.clone()));
+    let store = store_on(dir.path(), faulty.clone());
+    for w in 0..WRITERS {
+        store.create("c", &name(w), json!({"n": 0})).unwrap();
+    }
+    faulty.fail_on(OpKind::Rename, 1, "w1.yaml");
+    let results = patch_once_in_one_group(&store, &recording, dir.path());
     assert!(faulty.disarm().is_some(), "the rename fault fired");
 
-    // w1 failed; w2 and w3, grouped after it, were retried and committed.
+    // w1 failed; w2 and w3, grouped after it, queued again and committed.
     let mut committed = BTreeMap::new();
     for (w, result) in results.into_iter().enumerate() {
         let revisions = match (w, result) {
@@ -319,34 +325,8 @@ fn a_group_never_takes_more_seqs_than_are_left() {
     std::fs::write(changes.join(format!("{:020}.log", u64::MAX - 1)), b"").unwrap();
     let recording = slow_recording();
     let store = store_on(dir.path(), recording.clone());
-    let feed_lock = std::fs::File::open(dir.path().join(".revstore/changes.lock")).unwrap();
-    fs2::FileExt::lock_exclusive(&feed_lock).unwrap();
-    let results = std::thread::scope(|scope| {
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|w| {
-                let store = &store;
-                scope.spawn(move || {
-                    store.patch(
-                        "c",
-                        &name(w),
-                        &Patch::Merge(json!({"n": 1})),
-                        Precondition::Any,
-                    )
-                })
-            })
-            .collect();
-        // Every commit is staged (and so queued, or about to be) before
-        // the feed lock is released: one group of four, with room for two.
-        while (0..WRITERS).any(|w| staging_syncs_of(&recording, &name(w)) == 0) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        fs2::FileExt::unlock(&feed_lock).unwrap();
-        writers
-            .into_iter()
-            .map(|w| w.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+    // One group of four, with room for two.
+    let results = patch_once_in_one_group(&store, &recording, dir.path());
     let mut revisions = Vec::new();
     for (w, result) in results.into_iter().enumerate() {
         match result {
