@@ -256,7 +256,7 @@ fn patch_once_in_one_group(
 }
 
 #[test]
-fn members_after_a_failed_one_in_a_group_retry_and_commit() {
+fn members_after_a_failed_one_in_a_group_queue_again_and_commit() {
     let dir = tempfile::tempdir().unwrap();
     let recording = slow_recording();
     let faulty = Arc::new(FaultyFs::new(recording.clone()));
