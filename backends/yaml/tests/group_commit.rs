@@ -87,6 +87,16 @@ fn assert_feed_is_the_commits(
     feed
 }
 
+/// No staging file is left, and a new handle reads exactly the commits.
+fn assert_clean_and_durable(root: &Path, committed: &BTreeMap<String, Vec<u64>>) {
+    assert!(
+        staging_debris(root).is_empty(),
+        "{:?}",
+        staging_debris(root)
+    );
+    assert_feed_is_the_commits(&store_on(root, Arc::new(RealFs)), committed);
+}
+
 #[test]
 fn threads_on_their_own_keys_share_feed_fsyncs_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,10 +113,7 @@ fn threads_on_their_own_keys_share_feed_fsyncs_and_lose_nothing() {
         committed.insert(name(w), (1..=PATCHES as u64 + 1).collect::<Vec<_>>());
     }
     assert_feed_is_the_commits(&store, &committed);
-    assert!(staging_debris(dir.path()).is_empty());
-    // Fresh handles read the same.
-    let reopened = store_on(dir.path(), Arc::new(RealFs));
-    assert_feed_is_the_commits(&reopened, &committed);
+    assert_clean_and_durable(dir.path(), &committed);
 
     let ops = fs.ops();
     let commits = WRITERS * (PATCHES + 1);
@@ -195,13 +202,7 @@ fn a_commit_that_fails_after_the_shared_fsync_takes_only_its_own_line_back() {
         committed.insert(name(w), revisions);
     }
     assert_feed_is_the_commits(&store, &committed);
-    assert!(
-        staging_debris(dir.path()).is_empty(),
-        "{:?}",
-        staging_debris(dir.path())
-    );
-    let reopened = store_on(dir.path(), Arc::new(RealFs));
-    assert_feed_is_the_commits(&reopened, &committed);
+    assert_clean_and_durable(dir.path(), &committed);
 }
 
 /// How many of the recorded operations are fsyncs of `name`'s staging
@@ -301,13 +302,7 @@ fn members_after_a_failed_one_in_a_group_queue_again_and_commit() {
         .iter()
         .any(|op| matches!(op, FsOp::Truncate { path, .. } if path.to_string_lossy().contains("changes")));
     assert!(segment_cut, "the failed member's line was cut off");
-    assert!(
-        staging_debris(dir.path()).is_empty(),
-        "{:?}",
-        staging_debris(dir.path())
-    );
-    let reopened = store_on(dir.path(), Arc::new(RealFs));
-    assert_feed_is_the_commits(&reopened, &committed);
+    assert_clean_and_durable(dir.path(), &committed);
     assert_eq!(reopened.get("c", "w1").unwrap().unwrap().revision, 1);
 }
 
