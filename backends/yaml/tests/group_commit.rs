@@ -303,6 +303,7 @@ fn members_after_a_failed_one_in_a_group_queue_again_and_commit() {
         .any(|op| matches!(op, FsOp::Truncate { path, .. } if path.to_string_lossy().contains("changes")));
     assert!(segment_cut, "the failed member's line was cut off");
     assert_clean_and_durable(dir.path(), &committed);
+    let reopened = store_on(dir.path(), Arc::new(RealFs));
     assert_eq!(reopened.get("c", "w1").unwrap().unwrap().revision, 1);
 }
 
