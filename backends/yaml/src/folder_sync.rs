@@ -173,7 +173,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
-    use std::thread::{Scope, ScopedJoinHandle};
     use std::time::Duration;
 
     use revstore::Error;
@@ -186,82 +185,18 @@ mod tests {
         )
     }
 
-    /// Holds an fsync running until the test lets it end.
-    struct Gate {
-        entered: Barrier,
-        released: Barrier,
-    }
-
-    impl Gate {
-        fn new() -> Gate {
-            Gate {
-                entered: Barrier::new(2),
-                released: Barrier::new(2),
-            }
-        }
-
-        /// Called by the fsync.
-        fn hold(&self) {
-            self.entered.wait();
-            self.released.wait();
-        }
-    }
-
-    /// A caller on `collection` whose fsync runs, once this returns, until
-    /// `gate` is released, and then ends with `outcome`.
-    fn held<'scope>(
-        scope: &'scope Scope<'scope, '_>,
-        syncs: &'scope FolderSyncs,
-        collection: &'static str,
-        gate: &'scope Gate,
-        outcome: fn() -> Result<()>,
-    ) -> ScopedJoinHandle<'scope, Result<()>> {
-        let caller = scope.spawn(move || {
-            syncs.ticket(collection).wait(|| {
-                gate.hold();
-                outcome()
-            })
-        });
-        gate.entered.wait();
-        caller
-    }
-
-    /// `count` callers on "c", each counting its fsync in `made`.
-    fn counted<'scope>(
-        scope: &'scope Scope<'scope, '_>,
-        syncs: &'scope FolderSyncs,
-        made: &'scope AtomicUsize,
-        count: usize,
-    ) -> Vec<ScopedJoinHandle<'scope, Result<()>>> {
-        (0..count)
-            .map(|_| {
-                scope.spawn(|| {
-                    syncs.ticket("c").wait(|| {
-                        made.fetch_add(1, Ordering::SeqCst);
-                        Ok(())
-                    })
-                })
-            })
-            .collect()
-    }
-
-    /// Lets spawned callers reach their wait. Not needed for correctness
-    /// (a caller that comes late leads its own fsync, counted the same),
-    /// only for the case under test to be the common one.
-    fn settle() {
-        std::thread::sleep(Duration::from_millis(30));
-    }
-
     #[test]
     fn a_lone_caller_fsyncs_every_time() {
         let syncs = FolderSyncs::default();
         let made = AtomicUsize::new(0);
         for _ in 0..5 {
-            std::thread::scope(|scope| {
-                for caller in counted(scope, &syncs, &made, 1) {
-                    caller.join().unwrap().unwrap();
-                }
-            });
+            syncs
+                .ticket("c")
+                .wait(|| {
+                    made.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .unwrap();
         }
         assert_eq!(made.load(Ordering::SeqCst), 5);
     }
@@ -269,77 +204,134 @@ mod tests {
     #[test]
     fn an_fsync_running_at_the_call_does_not_count_one_begun_after_it_does() {
         let syncs = FolderSyncs::default();
-        let gate = Gate::new();
+        let inside = Barrier::new(2);
+        let release = Barrier::new(2);
         let made = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            let first = held(scope, &syncs, "c", &gate, || Ok(()));
-            let waiters = counted(scope, &syncs, &made, 3);
-            settle();
+            // The first caller's fsync runs until the others have called.
+            let first = scope.spawn(|| {
+                syncs.ticket("c").wait(|| {
+                    inside.wait();
+                    release.wait();
+                    made.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            });
+            inside.wait();
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        syncs.ticket("c").wait(|| {
+                            made.fetch_add(1, Ordering::SeqCst);
+                            Ok(())
+                        })
+                    })
+                })
+                .collect();
+            // Let the three callers queue behind the running fsync.
+            std::thread::sleep(Duration::from_millis(50));
             assert_eq!(made.load(Ordering::SeqCst), 0);
-            gate.released.wait();
+            release.wait();
             first.join().unwrap().unwrap();
             for waiter in waiters {
                 waiter.join().unwrap().unwrap();
             }
         });
-        // One more after the running fsync, for the three that waited.
-        assert_eq!(made.load(Ordering::SeqCst), 1);
+        // The running fsync, then one more for the three that waited.
+        assert_eq!(made.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn folders_do_not_cover_each_other() {
         let syncs = FolderSyncs::default();
-        let gate = Gate::new();
-        let made = AtomicUsize::new(0);
+        let inside = Barrier::new(2);
+        let release = Barrier::new(2);
+        let made = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
-            let first = held(scope, &syncs, "a", &gate, || Ok(()));
-            // Neither blocked by `a`'s fsync nor covered by it.
-            for caller in counted(scope, &syncs, &made, 1) {
-                caller.join().unwrap().unwrap();
-            }
-            gate.released.wait();
+            let first = scope.spawn(|| {
+                syncs.ticket("a").wait(|| {
+                    inside.wait();
+                    release.wait();
+                    made.lock().unwrap().push("a");
+                    Ok(())
+                })
+            });
+            inside.wait();
+            // Not blocked by `a`'s fsync, and not covered by it.
+            syncs
+                .ticket("b")
+                .wait(|| {
+                    made.lock().unwrap().push("b");
+                    Ok(())
+                })
+                .unwrap();
+            release.wait();
             first.join().unwrap().unwrap();
         });
-        assert_eq!(made.load(Ordering::SeqCst), 1);
+        assert_eq!(*made.lock().unwrap(), ["b", "a"]);
     }
 
     #[test]
-    fn a_failed_shared_fsync_is_its_makers_error_and_its_waiters_make_their_own() {
+    fn a_failed_shared_fsync_is_its_makers_error_and_the_waiters_make_their_own() {
         let syncs = FolderSyncs::default();
-        let (gate, failing_gate) = (Gate::new(), Gate::new());
+        let inside = Barrier::new(2);
+        let release = Barrier::new(2);
+        let second_inside = Barrier::new(2);
+        let second_release = Barrier::new(2);
         let made = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            let first = held(scope, &syncs, "c", &gate, || Ok(()));
-            // Queues behind the running fsync, then leads one that fails.
-            let failing = scope.spawn(|| {
+            let first = scope.spawn(|| {
                 syncs.ticket("c").wait(|| {
-                    failing_gate.hold();
+                    inside.wait();
+                    release.wait();
+                    Ok(())
+                })
+            });
+            inside.wait();
+            // `second` queues behind the running fsync and then leads one
+            // that fails; `third` queues behind that one.
+            let second = scope.spawn(|| {
+                syncs.ticket("c").wait(|| {
+                    second_inside.wait();
+                    second_release.wait();
                     Err(failed())
                 })
             });
-            settle();
-            gate.released.wait();
+            std::thread::sleep(Duration::from_millis(30));
+            release.wait();
             first.join().unwrap().unwrap();
-            failing_gate.entered.wait();
-            let waiters = counted(scope, &syncs, &made, 2);
-            settle();
-            failing_gate.released.wait();
-            assert!(failing.join().unwrap().is_err());
-            for waiter in waiters {
-                waiter.join().unwrap().unwrap();
-            }
+            second_inside.wait();
+            let third = scope.spawn(|| {
+                syncs.ticket("c").wait(|| {
+                    made.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            });
+            std::thread::sleep(Duration::from_millis(30));
+            second_release.wait();
+            assert!(second.join().unwrap().is_err());
+            // `third` called while the failing fsync ran: it makes the
+            // next one, its own.
+            third.join().unwrap().unwrap();
         });
-        // The two that waited for the failed fsync share the next.
         assert_eq!(made.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn a_caller_covered_only_by_a_failed_fsync_makes_its_own() {
         let syncs = FolderSyncs::default();
-        let gate = Gate::new();
+        let inside = Barrier::new(2);
+        let release = Barrier::new(2);
         let own = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            let first = held(scope, &syncs, "c", &gate, || Ok(()));
+            let first = scope.spawn(|| {
+                syncs.ticket("c").wait(|| {
+                    inside.wait();
+                    release.wait();
+                    Ok(())
+                })
+            });
+            inside.wait();
             // Both queue behind the running fsync; whichever leads the
             // next one fails it, and the other must not count as covered.
             let waiters: Vec<_> = (0..2)
@@ -355,8 +347,8 @@ mod tests {
                     })
                 })
                 .collect();
-            settle();
-            gate.released.wait();
+            std::thread::sleep(Duration::from_millis(50));
+            release.wait();
             first.join().unwrap().unwrap();
             let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
             assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
@@ -368,18 +360,22 @@ mod tests {
     #[test]
     fn a_panicking_fsync_does_not_leave_its_waiters_waiting() {
         let syncs = FolderSyncs::default();
-        let gate = Gate::new();
-        let made = AtomicUsize::new(0);
+        let inside = Barrier::new(2);
+        let release = Barrier::new(2);
         std::thread::scope(|scope| {
-            let first = held(scope, &syncs, "c", &gate, || panic!("injected"));
-            let waiters = counted(scope, &syncs, &made, 1);
-            settle();
-            gate.released.wait();
+            let first = scope.spawn(|| {
+                syncs.ticket("c").wait(|| {
+                    inside.wait();
+                    release.wait();
+                    panic!("injected");
+                })
+            });
+            inside.wait();
+            let waiter = scope.spawn(|| syncs.ticket("c").wait(|| Ok(())));
+            std::thread::sleep(Duration::from_millis(30));
+            release.wait();
             assert!(first.join().is_err());
-            for waiter in waiters {
-                waiter.join().unwrap().unwrap();
-            }
+            waiter.join().unwrap().unwrap();
         });
-        assert_eq!(made.load(Ordering::SeqCst), 1);
     }
 }
