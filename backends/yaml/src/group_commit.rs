@@ -31,8 +31,6 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use revstore::{ChangeKind, CommitOutcome, Error, Key};
 
-use crate::folder_sync::FolderTicket;
-
 /// What one commit brings to the group: its change, its guard and its
 /// staged file.
 #[derive(Debug)]
@@ -54,10 +52,8 @@ pub struct Member {
 /// How a member's commit ended, as the leader settled it.
 #[derive(Debug)]
 pub enum Settled {
-    /// Its line is in the feed and its file renamed into place; the
-    /// rename is durable once its folder's fsync is, which the ticket
-    /// (taken after the rename) waits for.
-    Committed(FolderTicket),
+    /// Its line is in the feed and its file renamed into place.
+    Committed,
     /// Refused under the feed lock (its guard moved on); nothing written.
     Refused(CommitOutcome),
     /// Not written because a commit before it in the group failed: it
@@ -250,10 +246,6 @@ impl FeedGroup {
 mod tests {
     use super::*;
 
-    fn committed() -> Settled {
-        Settled::Committed(crate::folder_sync::FolderSyncs::default().ticket("c"))
-    }
-
     fn member(collection: &str, name: &str) -> Member {
         let key = if collection.starts_with('_') {
             Key::new_reserved(collection, name)
@@ -279,8 +271,8 @@ mod tests {
         assert!(lead_a && !lead_b);
         let taken = group.take(1);
         assert_eq!(taken.iter().map(|q| q.ticket).collect::<Vec<_>>(), [a]);
-        group.settle(vec![(a, committed())]);
-        assert!(matches!(group.outcome(a), Some(Settled::Committed(_))));
+        group.settle(vec![(a, Settled::Committed)]);
+        assert!(matches!(group.outcome(a), Some(Settled::Committed)));
         group.resign();
         // `b` is still queued and no one leads: it leads.
         assert!(matches!(group.wait_turn(b), Turn::Lead));
@@ -288,11 +280,11 @@ mod tests {
         assert!(!lead_c);
         let taken = group.take(8);
         assert_eq!(taken.iter().map(|q| q.ticket).collect::<Vec<_>>(), [b, c]);
-        group.settle(vec![(b, Settled::Retry), (c, committed())]);
+        group.settle(vec![(b, Settled::Retry), (c, Settled::Committed)]);
         assert!(matches!(group.wait_turn(b), Turn::Settled(Settled::Retry)));
         assert!(matches!(
             group.wait_turn(c),
-            Turn::Settled(Settled::Committed(_))
+            Turn::Settled(Settled::Committed)
         ));
     }
 

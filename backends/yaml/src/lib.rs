@@ -181,14 +181,6 @@
 //! others queue again. Processes still take turns: the feed lock is a file
 //! lock.
 //!
-//! The threads of a handle share the folder's fsync too: a commit returns
-//! once an fsync of its folder has succeeded that *began after* its rename,
-//! whichever thread made it. A commit that finds one running, which may
-//! have begun before its rename, waits for it to end; then the first
-//! waiter makes the next, which covers the rest. A group's renames are
-//! covered by one fsync. A commit whose covering fsyncs failed makes its
-//! own and reports that.
-//!
 //! To find the last seq, a handle that committed before keeps the newest
 //! segment open and checks it rather than listing the folder and reading
 //! the segment whole: the file must still be the one its path names and no
@@ -335,7 +327,6 @@ mod background_sync;
 mod changelog;
 mod codec;
 mod digest;
-mod folder_sync;
 mod fs;
 #[cfg(feature = "testkit")]
 pub mod fuzzing;
@@ -357,7 +348,6 @@ use background_sync::BackgroundSync;
 use changelog::ChangeLog;
 pub use changelog::{MAX_SEGMENT_CHANGES, STATE_DIR};
 pub use codec::{MAX_DEPTH, MAX_REVISION};
-use folder_sync::{FolderSyncs, FolderTicket};
 use fs::Fs;
 #[cfg(feature = "testkit")]
 pub use fs::{DirEntry, FileId, FileSystem, LockMode, PathStat, RealFs};
@@ -422,9 +412,6 @@ pub struct YamlBackend {
     /// Durable commits of this handle's threads waiting for the feed; see
     /// `group_commit`.
     group: FeedGroup,
-    /// Durable commits of this handle's threads share their folder's
-    /// fsyncs; see `folder_sync`.
-    folder_syncs: FolderSyncs,
 }
 
 impl YamlBackend {
@@ -497,7 +484,6 @@ impl YamlBackend {
             decodes: DecodeCache::default(),
             background_sync: BackgroundSync::default(),
             group: FeedGroup::default(),
-            folder_syncs: FolderSyncs::default(),
         };
         backend.create_dir_all(root)?;
         Ok(backend)
@@ -723,7 +709,7 @@ impl YamlBackend {
         path: &Path,
         staged: fs::StagedFile<'_>,
         actual: Current,
-    ) -> Result<Durably> {
+    ) -> Result<CommitOutcome> {
         // Two fsyncs in flight at once share the device's flushes (and on a
         // journaling file system its journal commits), where one after the
         // other they cost about two. When the helper is busy with another
@@ -777,14 +763,14 @@ impl YamlBackend {
                 }
             };
             return match settled {
-                Settled::Committed(folder) => {
+                Settled::Committed => {
                     if let Some(staged) = own.staged.take() {
                         // Renamed by the leader.
                         staged.renamed_elsewhere();
                     }
-                    Ok(Durably::Committed(folder))
+                    Ok(CommitOutcome::Committed)
                 }
-                Settled::Refused(outcome) => Ok(Durably::Not(outcome)),
+                Settled::Refused(outcome) => Ok(outcome),
                 Settled::Retry => continue,
                 Settled::SyncFailed => match own.sync {
                     OwnSync::Done(Err(e)) => Err(e),
@@ -799,7 +785,7 @@ impl YamlBackend {
         }
         // Nothing of it was written; the engine starts again from a fresh
         // read, which finds the key as it was.
-        Ok(Durably::Not(CommitOutcome::Conflict { actual }))
+        Ok(CommitOutcome::Conflict { actual })
     }
 
     /// Leads groups, under the feed lock each, until the group holding
@@ -918,24 +904,20 @@ impl YamlBackend {
                 settled.push((queued.ticket, Settled::Retry));
                 continue;
             }
-            let member = &queued.member;
             let renamed = if queued.ticket == own_ticket {
-                own.rename(&member.target)
+                own.rename(&queued.member.target)
             } else if self.group.wait_synced(queued.ticket) {
-                self.fs
-                    .rename_staged(&member.staged, &member.target)
-                    .map_err(Some)
+                match self
+                    .fs
+                    .rename_staged(&queued.member.staged, &queued.member.target)
+                {
+                    Ok(()) => Settled::Committed,
+                    Err(e) => Settled::Failed(e),
+                }
             } else {
-                Err(None)
+                Settled::SyncFailed
             };
-            let renamed = match renamed {
-                // Taken at once: the sooner, the more of the folder's
-                // fsyncs count for it.
-                Ok(()) => Settled::Committed(self.folder_syncs.ticket(member.key.collection())),
-                Err(Some(e)) => Settled::Failed(e),
-                Err(None) => Settled::SyncFailed,
-            };
-            if !matches!(renamed, Settled::Committed(_)) {
+            if !matches!(renamed, Settled::Committed) {
                 // This member's line and every later one go; the later
                 // members were not renamed and retry.
                 change.keep_first(index);
@@ -946,14 +928,6 @@ impl YamlBackend {
         change.finish();
         settled
     }
-}
-
-/// How a durable commit ended before its folder's fsync.
-enum Durably {
-    /// Renamed; durable once its folder's fsync is.
-    Committed(FolderTicket),
-    /// Not written.
-    Not(CommitOutcome),
 }
 
 /// How many times a commit cut from its group by other members' failures
@@ -1000,15 +974,17 @@ impl OwnCommit<'_> {
         ok
     }
 
-    /// Renames the staged file over `target` once its fsync is done;
-    /// `Err(None)` when the fsync failed (its error is kept).
-    fn rename(&mut self, target: &Path) -> std::result::Result<(), Option<Error>> {
+    /// Renames the staged file over `target` once its fsync is done.
+    fn rename(&mut self, target: &Path) -> Settled {
         if !self.finish_sync() {
-            return Err(None);
+            return Settled::SyncFailed;
         }
         match self.staged.take() {
-            Some(staged) => staged.rename_over(target).map_err(Some),
-            None => Err(Some(already_renamed(target))),
+            Some(staged) => match staged.rename_over(target) {
+                Ok(()) => Settled::Committed,
+                Err(e) => Settled::Failed(e),
+            },
+            None => Settled::Failed(already_renamed(target)),
         }
     }
 }
@@ -1077,17 +1053,14 @@ impl StorageBackend for YamlBackend {
         // Replaces the staging file a crashed writer may have left (we hold
         // the document's exclusive lock, so no live writer owns it).
         let staged = self.fs.stage(&path, &bytes, self.syncs())?;
-        let folder = if self.syncs() {
-            match self.commit_durably(commit, &path, staged, actual)? {
-                Durably::Committed(folder) => Some(folder),
-                Durably::Not(outcome) => return Ok(outcome),
-            }
+        let committed = if self.syncs() {
+            self.commit_durably(commit, &path, staged, actual)?
         } else {
-            match self.commit_relaxed(commit, &path, staged)? {
-                CommitOutcome::Committed => None,
-                outcome => return Ok(outcome),
-            }
+            self.commit_relaxed(commit, &path, staged)?
         };
+        if committed != CommitOutcome::Committed {
+            return Ok(committed);
+        }
         // The file now holds `bytes`, which decode to this record (encoding
         // round-trips every body exactly), so the next read of the key by
         // this handle, such as the next patch's, skips parsing. The body
@@ -1102,10 +1075,8 @@ impl StorageBackend for YamlBackend {
         );
         // Outside the feed lock: the line is already durable, so a power
         // loss before this fsync leaves at most the documented extra line.
-        // Shared with the other commits of the handle renamed meanwhile
-        // (see `folder_sync`).
-        if let Some(folder) = folder {
-            folder.wait(|| self.fs.sync_dir(&self.root.join(key.collection())))?;
+        if self.syncs() {
+            self.fs.sync_dir(&self.root.join(key.collection()))?;
         }
         Ok(CommitOutcome::Committed)
     }

@@ -39,18 +39,6 @@ fn name(writer: usize) -> String {
 /// `WRITERS` threads of `store`, each patching a document of its own
 /// `PATCHES` times; the result of every patch, by writer.
 fn write_own_keys(store: &Store) -> Vec<Vec<Result<u64, Error>>> {
-    write_own_keys_marking(store, || ())
-        .into_iter()
-        .map(|results| results.into_iter().map(|(result, ())| result).collect())
-        .collect()
-}
-
-/// As `write_own_keys`, with what `mark` returns once each patch returned.
-fn write_own_keys_marking<M: Send>(
-    store: &Store,
-    mark: impl Fn() -> M + Sync,
-) -> Vec<Vec<(Result<u64, Error>, M)>> {
-    let mark = &mark;
     for w in 0..WRITERS {
         store.create("c", &name(w), json!({"n": 0})).unwrap();
     }
@@ -69,7 +57,6 @@ fn write_own_keys_marking<M: Send>(
                                 )
                                 .map(|doc| doc.revision)
                         })
-                        .map(|result| (result, mark()))
                         .collect::<Vec<_>>()
                 })
             })
@@ -172,47 +159,6 @@ fn threads_on_their_own_keys_share_feed_fsyncs_and_lose_nothing() {
             from.display()
         );
     }
-}
-
-#[test]
-fn threads_share_folder_fsyncs_and_each_waits_for_one_begun_after_its_rename() {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(
-        RecordingFs::new(Arc::new(RealFs))
-            .without_real_syncs()
-            .with_slow_folder_syncs(Duration::from_millis(2)),
-    );
-    let store = store_on(dir.path(), fs.clone());
-    // Where the record stood when each patch returned.
-    let results = write_own_keys_marking(&store, || fs.len());
-    let ops = fs.ops();
-    let folder = dir.path().join("c");
-    for (w, results) in results.into_iter().enumerate() {
-        let document = folder.join(format!("{}.yaml", name(w)));
-        for (i, (result, acknowledged)) in results.into_iter().enumerate() {
-            result.unwrap();
-            let before = &ops[..acknowledged];
-            let renamed = before
-                .iter()
-                .rposition(|op| matches!(op, FsOp::Rename { to, .. } if *to == document))
-                .unwrap();
-            assert!(
-                before[renamed..]
-                    .iter()
-                    .any(|op| matches!(op, FsOp::SyncDir(path) if *path == folder)),
-                "patch {i} of writer {w} returned before a folder fsync begun after its rename"
-            );
-        }
-    }
-    let commits = WRITERS * (PATCHES + 1);
-    let folder_syncs = ops
-        .iter()
-        .filter(|op| matches!(op, FsOp::SyncDir(path) if *path == folder))
-        .count();
-    assert!(
-        folder_syncs < commits,
-        "{folder_syncs} folder fsyncs for {commits} commits: none was shared"
-    );
 }
 
 #[test]

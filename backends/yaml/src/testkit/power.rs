@@ -72,8 +72,6 @@ pub struct RecordingFs {
     real_syncs: bool,
     /// How long each file fsync waits before it is performed and recorded.
     file_sync_delay: std::time::Duration,
-    /// How long each folder fsync waits after it is recorded.
-    folder_sync_delay: std::time::Duration,
     log: Mutex<Vec<FsOp>>,
 }
 
@@ -84,7 +82,6 @@ impl RecordingFs {
             inner,
             real_syncs: true,
             file_sync_delay: std::time::Duration::ZERO,
-            folder_sync_delay: std::time::Duration::ZERO,
             log: Mutex::new(Vec::new()),
         }
     }
@@ -95,16 +92,6 @@ impl RecordingFs {
     /// first in the record, where the power-loss model catches it.
     pub fn with_slow_file_syncs(mut self, delay: std::time::Duration) -> RecordingFs {
         self.file_sync_delay = delay;
-        self
-    }
-
-    /// Makes every folder fsync wait `delay` after it is recorded (and
-    /// performed): the record places it where it begins, so a rename made
-    /// while it waits comes after it in the record and is not covered by
-    /// it, as a real folder fsync need not cover a rename made while it
-    /// runs.
-    pub fn with_slow_folder_syncs(mut self, delay: std::time::Duration) -> RecordingFs {
-        self.folder_sync_delay = delay;
         self
     }
 
@@ -164,10 +151,6 @@ impl FileSystem for RecordingFs {
             self.inner.sync_dir(path)?;
         }
         log.push(FsOp::SyncDir(path.to_owned()));
-        drop(log);
-        if !self.folder_sync_delay.is_zero() {
-            std::thread::sleep(self.folder_sync_delay);
-        }
         Ok(())
     }
 
